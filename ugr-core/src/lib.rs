@@ -1,0 +1,81 @@
+//! # ugr-core: the engine of uncertainty-aware generative recommendation
+//!
+//! Items are Semantic IDs (SIDs): a few codebook tokens per item. A model reads a
+//! user's history as SID tokens and generates the next item's SID with a beam search
+//! constrained by a trie of the catalog, so every recommendation is a real item, and
+//! every item comes with a confidence.
+//!
+//! This crate is `#![no_std]` + `alloc`: it runs on a phone or a microcontroller-class
+//! device as well as in a server. Feature `std` adds `std` error integration; feature
+//! `onnx` (implies `std`) is reserved for the tract-onnx backend.
+//!
+//! | module | what lives there |
+//! |---|---|
+//! | [`vocab`], [`sid`] | token id layout, special tokens, `<a_12><b_3>` SIDs |
+//! | [`catalog`], [`trie`] | item <-> SID (collisions included), the flat-array trie |
+//! | [`model`] | the [`SidModel`] trait the search drives; test models |
+//! | [`search`] | the one beam search: exact constraint, pruning, confidence |
+//! | [`confidence`] | confidence fields, calibration maps |
+//! | [`artifact`] | the versioned, checksummed model bundle |
+//! | [`math`] | log-sum-exp and friends |
+//!
+//! ```
+//! use ugr_core::prelude::*;
+//! use ugr_core::model::testing::HashModel;
+//!
+//! let vocab = SidVocab::new(&[16, 16])?;
+//! let mut builder = CatalogBuilder::new(vocab);
+//! for i in 0..100u32 {
+//!     let sid = Sid::parse(&format!("<a_{}><b_{}>", i % 16, (i * 7) % 16))?;
+//!     builder.push(ItemId::new(i), sid)?;
+//! }
+//! let catalog = builder.build()?;
+//! let model = HashModel::new(vocab, 42).with_confidence(true);
+//! let results = BeamSearch::new(&catalog).run(&model, &[&[ItemId::new(5)]], &SearchOptions::default())?;
+//! for r in &results[0].items {
+//!     assert!(catalog.sid_of(r.item).is_ok()); // always a catalog item
+//!     assert!(r.learned_confidence.is_some());
+//! }
+//! # Ok::<(), ugr_core::Error>(())
+//! ```
+
+#![no_std]
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+#[cfg(any(test, feature = "std"))]
+extern crate std;
+
+pub mod artifact;
+pub mod catalog;
+pub mod confidence;
+mod error;
+pub mod ids;
+pub mod math;
+pub mod model;
+pub mod search;
+pub mod sid;
+pub mod trie;
+pub mod vocab;
+
+pub use artifact::{Blob, Bundle, ModelSection};
+pub use catalog::{Catalog, CatalogBuilder, CatalogStats};
+pub use confidence::Calibration;
+pub use error::{BoxedModelError, Error, Result, SidParseReason};
+pub use ids::{ItemId, NodeId, TokenId};
+pub use model::{SidModel, Step};
+pub use search::{
+    BeamSearch, Normalization, Pruning, RankBy, Recommendation, Recommendations, SearchOptions, SearchStats,
+};
+pub use sid::Sid;
+pub use trie::Trie;
+pub use vocab::{SidVocab, Special, TokenKind};
+
+/// The types most users need.
+pub mod prelude {
+    pub use crate::{
+        BeamSearch, Bundle, Calibration, Catalog, CatalogBuilder, Error, ItemId, Pruning, Recommendation,
+        SearchOptions, Sid, SidModel, SidVocab, TokenId,
+    };
+}
