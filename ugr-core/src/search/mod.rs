@@ -1,0 +1,662 @@
+//! Exact trie-constrained beam search with difficulty-aware pruning and confidence.
+//!
+//! The one beam search of the project: the engine, the trainer's evaluation and the
+//! RL rollouts all call [`BeamSearch`].
+//!
+//! # Algorithm
+//! For each level `l` (one batched model call per level, all requests together):
+//! every live beam's logits row is normalised by a log-softmax (see
+//! [`Normalization`]); each child of the beam's trie node becomes a candidate with
+//! cumulative log-prob `cum + (logit - lse)`; per request the `max(B, K)` best
+//! candidates are kept (ties broken by the prefix's lexicographic order, which is the
+//! trie node id order), then [`Pruning`] may drop the weak tail. The constraint is exact:
+//! a beam is always a trie node, and every trie node has a continuation, so every final
+//! beam is a catalog SID. A final beam expands to its items (see
+//! [`Catalog`]) until K distinct items are collected.
+//!
+//! A beam's `score` is its mean token log-prob over the L levels (`log_prob` is the sum;
+//! all SIDs have L tokens, so both rank alike). Optional confidence: see
+//! [`confidence`](crate::confidence).
+//!
+//! ```
+//! use ugr_core::model::testing::HashModel;
+//! use ugr_core::{BeamSearch, CatalogBuilder, ItemId, Pruning, SearchOptions, Sid, SidVocab};
+//! let vocab = SidVocab::new(&[8, 8, 8])?;
+//! let mut b = CatalogBuilder::new(vocab);
+//! for i in 0..200u32 {
+//!     let c = |k: u32| (i.wrapping_mul(2654435761) >> (8 * k)) as u16 % 8;
+//!     b.push(ItemId::new(i), Sid::new(&[c(0), c(1), c(2)])?)?;
+//! }
+//! let catalog = b.build()?;
+//! let model = HashModel::new(vocab, 1);
+//! let history = [ItemId::new(3), ItemId::new(17)];
+//! let opts = SearchOptions { beam: 20, top_k: 10, exclude_history: true, ..Default::default() };
+//! let plain = BeamSearch::new(&catalog).run(&model, &[&history], &opts)?;
+//! let items = &plain[0].items;
+//! assert_eq!(items.len(), 10);
+//! assert!(items.windows(2).all(|w| w[0].score >= w[1].score));
+//! assert!(items.iter().all(|r| !history.contains(&r.item)));
+//! let pruned_opts = SearchOptions { pruning: Pruning::Fixed { margin: 2.0 }, ..opts };
+//! let pruned = BeamSearch::new(&catalog).run(&model, &[&history], &pruned_opts)?;
+//! assert_eq!(pruned[0].items.len(), 10); // pruning never returns fewer than K
+//! assert!(pruned[0].stats.model_rows <= plain[0].stats.model_rows);
+//! # Ok::<(), ugr_core::Error>(())
+//! ```
+
+mod options;
+
+pub use options::{MAX_WIDTH, Normalization, Pruning, RankBy, SearchOptions};
+
+use alloc::vec::Vec;
+use core::cmp::Ordering;
+use core::ops::Range;
+
+use crate::catalog::Catalog;
+use crate::confidence::Calibration;
+use crate::error::{Error, Result};
+use crate::ids::{ItemId, NodeId, TokenId};
+use crate::math::{self, log_sum_exp};
+use crate::model::{SidModel, Step};
+use crate::sid::Sid;
+use crate::vocab::{MAX_LEVELS, Special};
+
+/// One recommended item with its scores and confidences.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Recommendation {
+    /// The item.
+    pub item: ItemId,
+    /// Index of its SID among the catalog's SIDs (items sharing a SID share every score).
+    pub sid_index: u32,
+    /// Mean token log-prob of the SID (the beam score).
+    pub score: f32,
+    /// Sum of the token log-probs.
+    pub log_prob: f32,
+    /// `exp(log_prob)`.
+    pub sequence_prob: f32,
+    /// Softmax of the returned items' scores.
+    pub posterior: f32,
+    /// `sigmoid(z[C_HIGH] - z[C_LOW])` after `CONF_Q`, when the model has confidence tokens.
+    pub learned_confidence: Option<f32>,
+    /// The calibrated confidence: the calibration map applied to `learned_confidence`
+    /// (or, without it, to `posterior`); the raw value when no map is set.
+    pub confidence: f32,
+    /// `exp(score) + beta * raw confidence`.
+    pub hybrid: f32,
+}
+
+/// What one request cost and how pruning behaved.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SearchStats {
+    /// Model rows evaluated while decoding: 1 for the prefill, plus one per beam fed at each later level.
+    pub model_rows: u32,
+    /// Rows of the confidence step (one per distinct SID returned).
+    pub confidence_rows: u32,
+    /// Beams kept after each level (index = level).
+    pub beams: [u32; MAX_LEVELS],
+    /// Normalised entropy in `[0, 1]` that set the adaptive margin.
+    pub difficulty: Option<f32>,
+    /// The pruning margin used (nats), if pruning was on.
+    pub margin: Option<f32>,
+}
+
+/// The result for one request.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Recommendations {
+    /// Up to K distinct items, best first.
+    pub items: Vec<Recommendation>,
+    /// Cost and pruning figures.
+    pub stats: SearchStats,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Beam {
+    node: u32,
+    cum: f32,
+    /// Row of this beam in the model's cache once it has been fed.
+    row: u32,
+    /// Row (of the previous model call) whose logits produced this beam.
+    parent: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Cand {
+    cum: f32,
+    node: u32,
+    parent: u32,
+}
+
+#[inline]
+fn better(a: &Cand, b: &Cand) -> Ordering {
+    b.cum.total_cmp(&a.cum).then(a.node.cmp(&b.node))
+}
+
+/// Per-request state that lives for one call.
+#[derive(Clone, Copy, Debug, Default)]
+struct RequestState {
+    entropy_sum: f32,
+    entropy_levels: u32,
+    margin: Option<f32>,
+}
+
+/// The beam search over one catalog, with reusable scratch buffers.
+///
+/// Create one per thread (it is cheap) or keep one per worker: repeated calls reuse
+/// its buffers, so memory does not grow across calls.
+#[derive(Clone, Debug)]
+pub struct BeamSearch<'c> {
+    catalog: &'c Catalog,
+    calibration: Option<&'c Calibration>,
+    hist_sids: Vec<Sid>,
+    hist_bounds: Vec<usize>,
+    excl_items: Vec<ItemId>,
+    excl_item_bounds: Vec<usize>,
+    excl_nodes: Vec<(u32, u32)>,
+    excl_node_bounds: Vec<usize>,
+    excl_tmp: Vec<u32>,
+    beams: Vec<Beam>,
+    bounds: Vec<usize>,
+    next: Vec<Beam>,
+    next_bounds: Vec<usize>,
+    cands: Vec<Cand>,
+    parents: Vec<u32>,
+    tokens: Vec<TokenId>,
+    state: Vec<RequestState>,
+    item_beam: Vec<u32>,
+    item_conf_row: Vec<u32>,
+    conf: Vec<f32>,
+}
+
+impl<'c> BeamSearch<'c> {
+    /// A search over `catalog`, without calibration map.
+    pub fn new(catalog: &'c Catalog) -> Self {
+        BeamSearch {
+            catalog,
+            calibration: None,
+            hist_sids: Vec::new(),
+            hist_bounds: Vec::new(),
+            excl_items: Vec::new(),
+            excl_item_bounds: Vec::new(),
+            excl_nodes: Vec::new(),
+            excl_node_bounds: Vec::new(),
+            excl_tmp: Vec::new(),
+            beams: Vec::new(),
+            bounds: Vec::new(),
+            next: Vec::new(),
+            next_bounds: Vec::new(),
+            cands: Vec::new(),
+            parents: Vec::new(),
+            tokens: Vec::new(),
+            state: Vec::new(),
+            item_beam: Vec::new(),
+            item_conf_row: Vec::new(),
+            conf: Vec::new(),
+        }
+    }
+
+    /// Applies `calibration` to the confidence of every returned item.
+    pub fn with_calibration(mut self, calibration: Option<&'c Calibration>) -> Self {
+        self.calibration = calibration;
+        self
+    }
+
+    /// The catalog searched.
+    pub fn catalog(&self) -> &'c Catalog {
+        self.catalog
+    }
+
+    /// Searches for every history in `histories` (one request each) with a fresh model cache.
+    pub fn run<M: SidModel>(
+        &mut self,
+        model: &M,
+        histories: &[&[ItemId]],
+        opts: &SearchOptions,
+    ) -> Result<Vec<Recommendations>> {
+        let mut cache = model.new_cache();
+        let mut out = Vec::new();
+        self.run_with_cache(model, &mut cache, histories, opts, &mut out)?;
+        Ok(out)
+    }
+
+    /// Like [`run`](Self::run), reusing `cache` and the vectors of `out` (resized to one entry
+    /// per history).
+    pub fn run_with_cache<M: SidModel>(
+        &mut self,
+        model: &M,
+        cache: &mut M::Cache,
+        histories: &[&[ItemId]],
+        opts: &SearchOptions,
+        out: &mut Vec<Recommendations>,
+    ) -> Result<()> {
+        opts.validate()?;
+        let n = histories.len();
+        out.truncate(n);
+        out.resize_with(n, Recommendations::default);
+        for r in out.iter_mut() {
+            r.items.clear();
+            r.stats = SearchStats::default();
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        self.prepare(histories, opts)?;
+        let levels = self.catalog.vocab().levels();
+        for level in 0..levels {
+            self.decode_level(model, cache, level, opts, out)?;
+        }
+        self.expand(opts, out);
+        if opts.learned_confidence && model.has_confidence() {
+            self.learned_confidence(model, cache, out)?;
+        }
+        self.finish(opts, out);
+        Ok(())
+    }
+
+    /// Maps histories to SIDs, builds the exclusion tables and the root beams.
+    fn prepare(&mut self, histories: &[&[ItemId]], opts: &SearchOptions) -> Result<()> {
+        let catalog = self.catalog;
+        let trie = catalog.trie();
+        self.hist_sids.clear();
+        self.hist_bounds.clear();
+        self.hist_bounds.push(0);
+        self.excl_items.clear();
+        self.excl_item_bounds.clear();
+        self.excl_item_bounds.push(0);
+        self.excl_nodes.clear();
+        self.excl_node_bounds.clear();
+        self.excl_node_bounds.push(0);
+        self.beams.clear();
+        self.bounds.clear();
+        self.bounds.push(0);
+        self.state.clear();
+        for (r, history) in histories.iter().enumerate() {
+            for &item in history.iter() {
+                self.hist_sids.push(catalog.sid_of(item)?);
+            }
+            self.hist_bounds.push(self.hist_sids.len());
+            if opts.exclude_history {
+                let start = self.excl_items.len();
+                self.excl_items.extend_from_slice(history);
+                self.excl_items[start..].sort_unstable();
+                let mut w = start;
+                for i in start..self.excl_items.len() {
+                    if i == start || self.excl_items[i] != self.excl_items[w - 1] {
+                        self.excl_items[w] = self.excl_items[i];
+                        w += 1;
+                    }
+                }
+                self.excl_items.truncate(w);
+                // Excluded items per SID, then per node on each SID's path.
+                self.excl_tmp.clear();
+                for &item in &self.excl_items[start..] {
+                    self.excl_tmp.push(catalog.sid_index_of(item)?);
+                }
+                self.excl_tmp.sort_unstable();
+                let nodes_start = self.excl_nodes.len();
+                let mut i = 0;
+                while i < self.excl_tmp.len() {
+                    let sid = self.excl_tmp[i];
+                    let mut j = i;
+                    while j < self.excl_tmp.len() && self.excl_tmp[j] == sid {
+                        j += 1;
+                    }
+                    let count = (j - i) as u32;
+                    let mut node = trie.root();
+                    for &code in catalog.sid(sid).codes() {
+                        node = trie
+                            .child(node, code)
+                            .ok_or(Error::Corrupt("catalog SID not in its trie"))?;
+                        self.excl_nodes.push((node.as_u32(), count));
+                    }
+                    i = j;
+                }
+                let nodes = &mut self.excl_nodes[nodes_start..];
+                nodes.sort_unstable_by_key(|e| e.0);
+                let mut w = nodes_start;
+                for i in nodes_start..self.excl_nodes.len() {
+                    let e = self.excl_nodes[i];
+                    if w > nodes_start && self.excl_nodes[w - 1].0 == e.0 {
+                        self.excl_nodes[w - 1].1 += e.1;
+                    } else {
+                        self.excl_nodes[w] = e;
+                        w += 1;
+                    }
+                }
+                self.excl_nodes.truncate(w);
+            }
+            self.excl_item_bounds.push(self.excl_items.len());
+            self.excl_node_bounds.push(self.excl_nodes.len());
+            self.beams.push(Beam {
+                node: trie.root().as_u32(),
+                cum: 0.0,
+                row: r as u32,
+                parent: r as u32,
+            });
+            self.bounds.push(self.beams.len());
+            self.state.push(RequestState {
+                margin: match opts.pruning {
+                    Pruning::Off => None,
+                    Pruning::Fixed { margin } => Some(margin),
+                    // Until the difficulty is measured, keep the widest margin.
+                    Pruning::Adaptive { max_margin, .. } => Some(max_margin),
+                },
+                ..RequestState::default()
+            });
+        }
+        Ok(())
+    }
+
+    /// Items of request `r` excluded below `node`.
+    #[inline]
+    fn excluded_count(&self, r: usize, node: u32) -> u32 {
+        let nodes = &self.excl_nodes[self.excl_node_bounds[r]..self.excl_node_bounds[r + 1]];
+        if node == 0 {
+            // The root's count is the number of excluded items.
+            return (self.excl_item_bounds[r + 1] - self.excl_item_bounds[r]) as u32;
+        }
+        match nodes.binary_search_by_key(&node, |e| e.0) {
+            Ok(i) => nodes[i].1,
+            Err(_) => 0,
+        }
+    }
+
+    /// One level: model call, candidates, selection, pruning.
+    fn decode_level<M: SidModel>(
+        &mut self,
+        model: &M,
+        cache: &mut M::Cache,
+        level: usize,
+        opts: &SearchOptions,
+        out: &mut [Recommendations],
+    ) -> Result<()> {
+        let catalog = self.catalog;
+        let vocab = catalog.vocab();
+        let trie = catalog.trie();
+        let level_tokens = vocab.level_tokens(level);
+        let range: Range<u32> = match opts.normalization {
+            Normalization::Level => level_tokens.clone(),
+            Normalization::FullVocab => 0..vocab.size(),
+        };
+        let width = (range.end - range.start) as usize;
+        let offset = (level_tokens.start - range.start) as usize;
+        let codebook = (level_tokens.end - level_tokens.start) as usize;
+        let n = self.bounds.len() - 1;
+        let rows = if level == 0 {
+            let slices: Vec<&[Sid]> = self
+                .hist_bounds
+                .windows(2)
+                .map(|w| &self.hist_sids[w[0]..w[1]])
+                .collect();
+            model
+                .prefill(cache, &slices, range)
+                .map_err(|e| Error::Model(e.into()))?;
+            n
+        } else {
+            let step = Step {
+                parents: &self.parents,
+                tokens: &self.tokens,
+                tokens_per_row: 1,
+                logits_for: range,
+            };
+            model.step(cache, &step).map_err(|e| Error::Model(e.into()))?;
+            self.parents.len()
+        };
+        let logits = model.logits(cache);
+        if logits.len() != rows * width {
+            return Err(Error::ModelOutput {
+                expected: rows * width,
+                got: logits.len(),
+            });
+        }
+        let keep_max = opts.width();
+        let last = level + 1 == vocab.levels();
+        self.next.clear();
+        self.next_bounds.clear();
+        self.next_bounds.push(0);
+        self.parents.clear();
+        self.tokens.clear();
+        for (r, result) in out.iter_mut().enumerate().take(n) {
+            let has_exclusions = self.excl_item_bounds[r + 1] > self.excl_item_bounds[r];
+            self.cands.clear();
+            let mut first_beam_cands = 0..0;
+            for (bi, b) in self.beams[self.bounds[r]..self.bounds[r + 1]].iter().enumerate() {
+                let row = &logits[b.row as usize * width..][..width];
+                let lse = log_sum_exp(row).ok_or(Error::NonFiniteLogits { row: b.row as usize })?;
+                let codes_row = &row[offset..offset + codebook];
+                let (first, codes) = trie.children(NodeId::new(b.node));
+                let start = self.cands.len();
+                for (i, &code) in codes.iter().enumerate() {
+                    let node = first.as_u32() + i as u32;
+                    if has_exclusions && self.excluded_count(r, node) >= trie.item_count(NodeId::new(node)) {
+                        continue;
+                    }
+                    let lp = codes_row[usize::from(code)] - lse;
+                    self.cands.push(Cand {
+                        cum: b.cum + lp,
+                        node,
+                        parent: b.row,
+                    });
+                }
+                if bi == 0 {
+                    first_beam_cands = start..self.cands.len();
+                }
+            }
+            // Difficulty from the best beam's distribution over its allowed codes.
+            if let Pruning::Adaptive {
+                min_margin,
+                max_margin,
+                levels,
+            } = opts.pruning
+                && level < usize::from(levels)
+                && !first_beam_cands.is_empty()
+            {
+                let d = normalized_entropy(&self.cands[first_beam_cands]);
+                let st = &mut self.state[r];
+                st.entropy_sum += d;
+                st.entropy_levels += 1;
+                let difficulty = st.entropy_sum / st.entropy_levels as f32;
+                st.margin = Some(min_margin + (max_margin - min_margin) * difficulty);
+                result.stats.difficulty = Some(difficulty);
+            }
+            // Top `keep_max` by (cum desc, prefix asc).
+            if self.cands.len() > keep_max {
+                self.cands.select_nth_unstable_by(keep_max - 1, better);
+                self.cands.truncate(keep_max);
+            }
+            self.cands.sort_unstable_by(better);
+            // Pruning: drop the tail below best - margin once K items are covered.
+            let mut keep = self.cands.len();
+            if let (Some(margin), Some(best)) = (self.state[r].margin, self.cands.first()) {
+                let floor = best.cum - margin;
+                let mut covered = 0u64;
+                for (i, c) in self.cands.iter().enumerate() {
+                    if c.cum < floor && covered >= opts.top_k as u64 {
+                        keep = i;
+                        break;
+                    }
+                    let live = trie.item_count(NodeId::new(c.node)) - self.excluded_count(r, c.node);
+                    covered += u64::from(live);
+                }
+                result.stats.margin = Some(margin);
+            }
+            for c in &self.cands[..keep] {
+                let row = self.next.len() as u32;
+                self.next.push(Beam {
+                    node: c.node,
+                    cum: c.cum,
+                    row,
+                    parent: c.parent,
+                });
+                if !last {
+                    self.parents.push(c.parent);
+                    self.tokens
+                        .push(vocab.code_token(level, trie.code(NodeId::new(c.node))));
+                }
+            }
+            self.next_bounds.push(self.next.len());
+            let stats = &mut result.stats;
+            stats.beams[level] = keep as u32;
+            if level == 0 {
+                stats.model_rows += 1;
+            }
+            if !last {
+                stats.model_rows += keep as u32;
+            }
+        }
+        core::mem::swap(&mut self.beams, &mut self.next);
+        core::mem::swap(&mut self.bounds, &mut self.next_bounds);
+        Ok(())
+    }
+
+    /// Expands final beams into up to K distinct, non-excluded items.
+    fn expand(&mut self, opts: &SearchOptions, out: &mut [Recommendations]) {
+        let catalog = self.catalog;
+        let levels = catalog.vocab().levels() as f32;
+        self.item_beam.clear();
+        for (r, result) in out.iter_mut().enumerate() {
+            let excluded = &self.excl_items[self.excl_item_bounds[r]..self.excl_item_bounds[r + 1]];
+            'beams: for (bi, b) in self.beams[self.bounds[r]..self.bounds[r + 1]].iter().enumerate() {
+                let Some(sid_index) = catalog.trie().leaf_index(NodeId::new(b.node)) else {
+                    continue;
+                };
+                for &item in catalog.items_of(sid_index) {
+                    if result.items.len() == opts.top_k {
+                        break 'beams;
+                    }
+                    if excluded.binary_search(&item).is_ok() {
+                        continue;
+                    }
+                    result.items.push(Recommendation {
+                        item,
+                        sid_index,
+                        score: b.cum / levels,
+                        log_prob: b.cum,
+                        sequence_prob: libm::expf(b.cum),
+                        posterior: 0.0,
+                        learned_confidence: None,
+                        confidence: 0.0,
+                        hybrid: 0.0,
+                    });
+                    self.item_beam.push((self.bounds[r] + bi) as u32);
+                }
+            }
+        }
+    }
+
+    /// One batched step feeding (last code, CONF_Q) for every distinct returned SID.
+    fn learned_confidence<M: SidModel>(
+        &mut self,
+        model: &M,
+        cache: &mut M::Cache,
+        out: &mut [Recommendations],
+    ) -> Result<()> {
+        let catalog = self.catalog;
+        let vocab = catalog.vocab();
+        let trie = catalog.trie();
+        let last_level = vocab.levels() - 1;
+        self.parents.clear();
+        self.tokens.clear();
+        // One row per distinct beam; items of one beam are adjacent in `item_beam`.
+        self.item_conf_row.clear();
+        let mut k = 0;
+        for result in out.iter_mut() {
+            let mut prev = u32::MAX;
+            for _ in 0..result.items.len() {
+                let beam = self.item_beam[k];
+                if beam != prev {
+                    let b = self.beams[beam as usize];
+                    self.parents.push(b.parent);
+                    self.tokens
+                        .push(vocab.code_token(last_level, trie.code(NodeId::new(b.node))));
+                    self.tokens.push(Special::ConfQ.token());
+                    result.stats.confidence_rows += 1;
+                    prev = beam;
+                }
+                self.item_conf_row.push((self.parents.len() - 1) as u32);
+                k += 1;
+            }
+        }
+        if self.parents.is_empty() {
+            return Ok(());
+        }
+        let lo = Special::CLow.token().as_u32();
+        let step = Step {
+            parents: &self.parents,
+            tokens: &self.tokens,
+            tokens_per_row: 2,
+            logits_for: lo..lo + 2,
+        };
+        model.step(cache, &step).map_err(|e| Error::Model(e.into()))?;
+        let logits = model.logits(cache);
+        let rows = self.parents.len();
+        if logits.len() != rows * 2 {
+            return Err(Error::ModelOutput {
+                expected: rows * 2,
+                got: logits.len(),
+            });
+        }
+        self.conf.clear();
+        for (row, z) in logits.chunks_exact(2).enumerate() {
+            let d = z[1] - z[0];
+            if d.is_nan() {
+                return Err(Error::NonFiniteLogits { row });
+            }
+            self.conf.push(math::sigmoid(d));
+        }
+        let mut k = 0;
+        for result in out.iter_mut() {
+            for item in result.items.iter_mut() {
+                item.learned_confidence = Some(self.conf[self.item_conf_row[k] as usize]);
+                k += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Posterior, calibrated confidence, hybrid score, abstention and final order.
+    fn finish(&self, opts: &SearchOptions, out: &mut [Recommendations]) {
+        for result in out.iter_mut() {
+            let items = &mut result.items;
+            let len = items.len() as f32;
+            let max = items.iter().map(|i| i.score).fold(f32::NEG_INFINITY, f32::max);
+            let total: f32 = items.iter().map(|i| libm::expf(i.score - max)).sum();
+            for item in items.iter_mut() {
+                item.posterior = if total > 0.0 && max.is_finite() {
+                    libm::expf(item.score - max) / total
+                } else {
+                    1.0 / len
+                };
+                let raw = item.learned_confidence.unwrap_or(item.posterior);
+                item.confidence = self.calibration.map_or(raw, |c| c.apply(raw));
+                item.hybrid = libm::expf(item.score) + opts.beta * raw;
+            }
+            if let Some(min) = opts.min_confidence {
+                items.retain(|i| i.confidence >= min);
+            }
+            if opts.rank_by == RankBy::Hybrid {
+                items.sort_by(|a, b| b.hybrid.total_cmp(&a.hybrid));
+            }
+        }
+    }
+}
+
+/// `H / ln(n)` of the distribution proportional to `exp(cum)` over the candidates.
+fn normalized_entropy(cands: &[Cand]) -> f32 {
+    if cands.len() < 2 {
+        return 0.0;
+    }
+    let max = cands.iter().map(|c| c.cum).fold(f32::NEG_INFINITY, f32::max);
+    if !max.is_finite() {
+        return 1.0;
+    }
+    let mut z = 0.0;
+    let mut weighted = 0.0;
+    for c in cands {
+        let d = c.cum - max;
+        let e = math::exp(d);
+        z += e;
+        weighted += e * d;
+    }
+    // H = ln Z - E[d]
+    let h = math::ln(z) - weighted / z;
+    (h / math::ln(cands.len() as f32)).clamp(0.0, 1.0)
+}
