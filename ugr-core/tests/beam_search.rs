@@ -1,0 +1,301 @@
+//! Properties of the beam search on random catalogs and random deterministic models.
+
+mod common;
+
+use common::*;
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use ugr_core::model::testing::HashModel;
+use ugr_core::{
+    BeamSearch, Calibration, Catalog, Error, ItemId, Normalization, Pruning, RankBy, Recommendations,
+    SearchOptions, Sid,
+};
+
+fn history_strategy(catalog: &Catalog) -> impl Strategy<Value = Vec<ItemId>> + use<> {
+    let ids = catalog.item_ids().to_vec();
+    proptest::collection::vec(proptest::sample::select(ids), 0..6)
+}
+
+fn case() -> impl Strategy<Value = (Catalog, Vec<ItemId>, u64, usize, bool, bool)> {
+    catalog_strategy().prop_flat_map(|c| {
+        let n = c.len();
+        let h = history_strategy(&c);
+        (Just(c), h, any::<u64>(), 1..=n + 3, any::<bool>(), any::<bool>())
+    })
+}
+
+fn run(
+    catalog: &Catalog,
+    model: &HashModel,
+    histories: &[&[ItemId]],
+    opts: &SearchOptions,
+) -> Vec<Recommendations> {
+    BeamSearch::new(catalog).run(model, histories, opts).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// With B >= number of SIDs the search is exhaustive: it returns exactly the top K of
+    /// the full ranking, same items, same order, same log-probs (bit for bit).
+    #[test]
+    fn wide_beam_equals_exhaustive_ranking((catalog, history, seed, k, exclude, full) in case(), coarse: bool) {
+        // Coarse logits make exact score ties frequent: they must break by SID order.
+        let model = HashModel::new(*catalog.vocab(), seed).with_coarse_logits(coarse);
+        let norm = if full { Normalization::FullVocab } else { Normalization::Level };
+        let opts = SearchOptions {
+            beam: catalog.sid_count(),
+            top_k: k,
+            exclude_history: exclude,
+            normalization: norm,
+            ..SearchOptions::default()
+        };
+        let got = &run(&catalog, &model, &[&history], &opts)[0];
+        let excluded: &[ItemId] = if exclude { &history } else { &[] };
+        let want = exhaustive(&catalog, &model, &history, excluded, norm);
+        let want = &want[..want.len().min(k)];
+        let got_items: Vec<(ItemId, f32)> = got.items.iter().map(|r| (r.item, r.log_prob)).collect();
+        prop_assert_eq!(got_items, want.to_vec());
+        for r in &got.items {
+            prop_assert_eq!(r.score, r.log_prob / catalog.vocab().levels() as f32);
+        }
+    }
+
+    /// Whatever B, K, pruning and exclusion: results are catalog items, distinct, sorted,
+    /// never from the history when excluded, and K of them whenever the catalog has K.
+    #[test]
+    fn results_are_valid_distinct_sorted_and_complete(
+        (catalog, history, seed, k, exclude, _full) in case(),
+        beam in 1usize..12,
+        prune in 0u8..3,
+        margin in 0.0f32..3.0,
+    ) {
+        let model = HashModel::new(*catalog.vocab(), seed);
+        let pruning = match prune {
+            0 => Pruning::Off,
+            1 => Pruning::Fixed { margin },
+            _ => Pruning::Adaptive { min_margin: margin / 4.0, max_margin: margin, levels: 2 },
+        };
+        let opts = SearchOptions { beam, top_k: k, exclude_history: exclude, pruning, ..SearchOptions::default() };
+        let got = &run(&catalog, &model, &[&history], &opts)[0];
+        let mut seen = std::collections::HashSet::new();
+        for r in &got.items {
+            prop_assert!(catalog.sid_of(r.item).is_ok());
+            prop_assert!(seen.insert(r.item), "item {} repeated", r.item);
+            prop_assert_eq!(catalog.sid_index_of(r.item).unwrap(), r.sid_index);
+            prop_assert!(!(exclude && history.contains(&r.item)));
+        }
+        prop_assert!(got.items.windows(2).all(|w| w[0].score >= w[1].score));
+        let mut distinct_history = history.clone();
+        distinct_history.sort();
+        distinct_history.dedup();
+        let live = catalog.len() - if exclude { distinct_history.len() } else { 0 };
+        prop_assert_eq!(got.items.len(), k.min(live));
+        let rows: u32 = 1 + got.stats.beams[..catalog.vocab().levels() - 1].iter().sum::<u32>();
+        prop_assert_eq!(got.stats.model_rows, rows);
+    }
+
+    /// A margin too large to drop anything gives exactly plain beam search.
+    #[test]
+    fn pruning_that_cannot_fire_equals_plain_search(
+        (catalog, history, seed, k, exclude, _full) in case(),
+        beam in 1usize..12,
+    ) {
+        let model = HashModel::new(*catalog.vocab(), seed);
+        let plain = SearchOptions { beam, top_k: k, exclude_history: exclude, ..SearchOptions::default() };
+        let a = &run(&catalog, &model, &[&history], &plain)[0];
+        for pruning in [
+            Pruning::Fixed { margin: f32::MAX },
+            Pruning::Adaptive { min_margin: 1e30, max_margin: f32::MAX, levels: 3 },
+        ] {
+            let b = &run(&catalog, &model, &[&history], &SearchOptions { pruning, ..plain })[0];
+            prop_assert_eq!(&a.items, &b.items);
+            prop_assert_eq!(a.stats.model_rows, b.stats.model_rows);
+            prop_assert_eq!(a.stats.beams, b.stats.beams);
+        }
+    }
+
+    /// Pruning never costs more rows than plain search, and still returns as many items.
+    #[test]
+    fn pruning_saves_rows((catalog, history, seed, k, _exclude, _full) in case(), beam in 1usize..12) {
+        let model = HashModel::new(*catalog.vocab(), seed);
+        let plain = SearchOptions { beam, top_k: k, ..SearchOptions::default() };
+        let a = &run(&catalog, &model, &[&history], &plain)[0];
+        let b = &run(&catalog, &model, &[&history], &SearchOptions { pruning: Pruning::Fixed { margin: 0.0 }, ..plain })[0];
+        prop_assert!(b.stats.model_rows <= a.stats.model_rows);
+        prop_assert_eq!(b.items.len(), a.items.len());
+    }
+
+    /// Several users in one call give exactly what they give one by one.
+    #[test]
+    fn batching_is_invisible(
+        (catalog, history, seed, k, exclude, _full) in case(),
+        other in proptest::collection::vec(0usize..1000, 0..4),
+        beam in 1usize..8,
+    ) {
+        let model = HashModel::new(*catalog.vocab(), seed).with_confidence(seed % 2 == 0);
+        let ids = catalog.item_ids();
+        let second: Vec<ItemId> = other.iter().map(|&i| ids[i % ids.len()]).collect();
+        let opts = SearchOptions {
+            beam,
+            top_k: k,
+            exclude_history: exclude,
+            pruning: Pruning::Adaptive { min_margin: 0.5, max_margin: 3.0, levels: 1 },
+            ..SearchOptions::default()
+        };
+        let histories: [&[ItemId]; 3] = [&history, &second, &[]];
+        let batched = run(&catalog, &model, &histories, &opts);
+        let mut search = BeamSearch::new(&catalog);
+        for (h, b) in histories.iter().zip(&batched) {
+            let single = search.run(&model, &[h], &opts).unwrap();
+            prop_assert_eq!(&single[0], b);
+        }
+    }
+
+    /// The learned confidence is sigmoid(z_high - z_low) after SID + CONF_Q; the posterior
+    /// is the softmax of the returned scores; calibration and abstention apply to it.
+    #[test]
+    fn confidence_fields((catalog, history, seed, k, _exclude, _full) in case(), threshold in 0.0f32..1.0) {
+        let model = HashModel::new(*catalog.vocab(), seed).with_confidence(true);
+        let opts = SearchOptions { beam: 8, top_k: k, ..SearchOptions::default() };
+        let got = &run(&catalog, &model, &[&history], &opts)[0];
+        let hist: Vec<Sid> = history.iter().map(|&i| catalog.sid_of(i).unwrap()).collect();
+        let total: f32 = got.items.iter().map(|r| r.score.exp()).sum();
+        let mut distinct = std::collections::HashSet::new();
+        for r in &got.items {
+            distinct.insert(r.sid_index);
+            let want = sid_confidence(&catalog, &model, &hist, r.sid_index);
+            let c = r.learned_confidence.unwrap();
+            prop_assert!((c - want).abs() < 1e-5, "{} vs {}", c, want);
+            prop_assert_eq!(r.confidence, c); // no calibration map: raw
+            prop_assert!((r.posterior - r.score.exp() / total).abs() < 1e-4);
+            prop_assert!((r.hybrid - (r.score.exp() + 0.5 * c)).abs() < 1e-5);
+            prop_assert!((r.sequence_prob - r.log_prob.exp()).abs() < 1e-6);
+        }
+        prop_assert_eq!(got.stats.confidence_rows as usize, distinct.len());
+
+        // Calibration map + abstention + hybrid ranking.
+        let cal = Calibration::isotonic(vec![0.0, 1.0], vec![0.0, 1.0]).unwrap();
+        let opts2 = SearchOptions { min_confidence: Some(threshold), rank_by: RankBy::Hybrid, ..opts };
+        let kept = &BeamSearch::new(&catalog).with_calibration(Some(&cal)).run(&model, &[&history], &opts2).unwrap()[0];
+        prop_assert!(kept.items.iter().all(|r| r.confidence >= threshold));
+        prop_assert_eq!(kept.items.len(), got.items.iter().filter(|r| r.confidence >= threshold).count());
+        prop_assert!(kept.items.windows(2).all(|w| w[0].hybrid >= w[1].hybrid));
+    }
+}
+
+#[test]
+fn bad_requests_give_typed_errors() {
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let catalog = catalog_strategy().new_tree(&mut runner).unwrap().current();
+    let model = HashModel::new(*catalog.vocab(), 1);
+    let mut search = BeamSearch::new(&catalog);
+    let unknown = ItemId::new(5000);
+    assert!(matches!(
+        search.run(&model, &[&[unknown]], &SearchOptions::default()),
+        Err(Error::UnknownItem(i)) if i == unknown
+    ));
+    for opts in [
+        SearchOptions {
+            top_k: 0,
+            ..SearchOptions::default()
+        },
+        SearchOptions {
+            beam: 0,
+            ..SearchOptions::default()
+        },
+        SearchOptions {
+            beam: 1 << 20,
+            ..SearchOptions::default()
+        },
+        SearchOptions {
+            pruning: Pruning::Fixed { margin: f32::NAN },
+            ..SearchOptions::default()
+        },
+        SearchOptions {
+            min_confidence: Some(1.5),
+            ..SearchOptions::default()
+        },
+    ] {
+        assert!(
+            matches!(
+                search.run(&model, &[&[]], &opts),
+                Err(Error::InvalidOption { .. })
+            ),
+            "{opts:?}"
+        );
+    }
+    // No request, no work; K above the catalog size returns the whole catalog.
+    assert!(
+        search
+            .run(&model, &[], &SearchOptions::default())
+            .unwrap()
+            .is_empty()
+    );
+    let all = search
+        .run(
+            &model,
+            &[&[]],
+            &SearchOptions {
+                top_k: catalog.len() + 10,
+                ..SearchOptions::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(all[0].items.len(), catalog.len());
+}
+
+/// A model that misbehaves: wrong logits length, NaN, or a backend error.
+#[test]
+fn misbehaving_models_give_typed_errors() {
+    use std::ops::Range;
+    use ugr_core::{SidModel, Step};
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("backend down")]
+    struct Down;
+
+    struct Bad(u8);
+    impl SidModel for Bad {
+        type Cache = Vec<f32>;
+        type Error = Down;
+        fn new_cache(&self) -> Vec<f32> {
+            Vec::new()
+        }
+        fn prefill(&self, c: &mut Vec<f32>, h: &[&[Sid]], r: Range<u32>) -> Result<(), Down> {
+            let w = (r.end - r.start) as usize;
+            *c = match self.0 {
+                0 => vec![0.0; h.len() * w + 1],
+                1 => vec![f32::NAN; h.len() * w],
+                2 => vec![f32::NEG_INFINITY; h.len() * w],
+                _ => return Err(Down),
+            };
+            Ok(())
+        }
+        fn step(&self, _: &mut Vec<f32>, _: &Step<'_>) -> Result<(), Down> {
+            Err(Down)
+        }
+        fn logits<'a>(&'a self, c: &'a Vec<f32>) -> &'a [f32] {
+            c
+        }
+    }
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let catalog = catalog_strategy().new_tree(&mut runner).unwrap().current();
+    let mut search = BeamSearch::new(&catalog);
+    let opts = SearchOptions::default();
+    assert!(matches!(
+        search.run(&Bad(0), &[&[]], &opts),
+        Err(Error::ModelOutput { .. })
+    ));
+    assert!(matches!(
+        search.run(&Bad(1), &[&[]], &opts),
+        Err(Error::NonFiniteLogits { .. })
+    ));
+    assert!(matches!(
+        search.run(&Bad(2), &[&[]], &opts),
+        Err(Error::NonFiniteLogits { .. })
+    ));
+    let e = search.run(&Bad(3), &[&[]], &opts).unwrap_err();
+    assert!(matches!(e, Error::Model(_)));
+    assert_eq!(e.to_string(), "model backend failed: backend down");
+}
