@@ -4,7 +4,7 @@
 
 use ugr_core::Bundle;
 use ugr_train::data::index::SidIndex;
-use ugr_train::data::shared_data_dir;
+use ugr_train::data::shared_data_or_skip;
 
 struct Expected {
     path: &'static str,
@@ -84,8 +84,7 @@ const EXPECTED: &[Expected] = &[
 
 #[test]
 fn public_indexes_match_their_published_statistics() {
-    let Some(dir) = shared_data_dir() else {
-        eprintln!("SKIP: ../shared/data not found (set UGR_DATA_DIR to run this test)");
+    let Some(dir) = shared_data_or_skip("public_indexes_match_their_published_statistics") else {
         return;
     };
     for e in EXPECTED {
