@@ -18,6 +18,7 @@
 //! | [`confidence`] | confidence fields, calibration maps |
 //! | [`artifact`] | the versioned, checksummed model bundle |
 //! | [`math`] | log-sum-exp and friends |
+//! | [`metrics`] | HR@K and NDCG@K (the one metrics routine) |
 //!
 //! ```
 //! use ugr_core::prelude::*;
@@ -53,6 +54,7 @@ pub mod confidence;
 mod error;
 pub mod ids;
 pub mod math;
+pub mod metrics;
 pub mod model;
 pub mod search;
 pub mod sid;
