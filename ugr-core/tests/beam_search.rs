@@ -16,11 +16,16 @@ fn history_strategy(catalog: &Catalog) -> impl Strategy<Value = Vec<ItemId>> + u
     proptest::collection::vec(proptest::sample::select(ids), 0..6)
 }
 
-fn case() -> impl Strategy<Value = (Catalog, Vec<ItemId>, u64, usize, bool, bool)> {
+fn case() -> impl Strategy<Value = (Catalog, Vec<ItemId>, u64, usize, bool, Normalization)> {
     catalog_strategy().prop_flat_map(|c| {
         let n = c.len();
         let h = history_strategy(&c);
-        (Just(c), h, any::<u64>(), 1..=n + 3, any::<bool>(), any::<bool>())
+        let norm = prop_oneof![
+            Just(Normalization::Level),
+            Just(Normalization::FullVocab),
+            Just(Normalization::Trie)
+        ];
+        (Just(c), h, any::<u64>(), 1..=n + 3, any::<bool>(), norm)
     })
 }
 
@@ -39,10 +44,9 @@ proptest! {
     /// With B >= number of SIDs the search is exhaustive: it returns exactly the top K of
     /// the full ranking, same items, same order, same log-probs (bit for bit).
     #[test]
-    fn wide_beam_equals_exhaustive_ranking((catalog, history, seed, k, exclude, full) in case(), coarse: bool) {
+    fn wide_beam_equals_exhaustive_ranking((catalog, history, seed, k, exclude, norm) in case(), coarse: bool) {
         // Coarse logits make exact score ties frequent: they must break by SID order.
         let model = HashModel::new(*catalog.vocab(), seed).with_coarse_logits(coarse);
-        let norm = if full { Normalization::FullVocab } else { Normalization::Level };
         let opts = SearchOptions {
             beam: catalog.sid_count(),
             top_k: k,
@@ -65,7 +69,7 @@ proptest! {
     /// never from the history when excluded, and K of them whenever the catalog has K.
     #[test]
     fn results_are_valid_distinct_sorted_and_complete(
-        (catalog, history, seed, k, exclude, _full) in case(),
+        (catalog, history, seed, k, exclude, _norm) in case(),
         beam in 1usize..12,
         prune in 0u8..3,
         margin in 0.0f32..3.0,
@@ -98,7 +102,7 @@ proptest! {
     /// A margin too large to drop anything gives exactly plain beam search.
     #[test]
     fn pruning_that_cannot_fire_equals_plain_search(
-        (catalog, history, seed, k, exclude, _full) in case(),
+        (catalog, history, seed, k, exclude, _norm) in case(),
         beam in 1usize..12,
     ) {
         let model = HashModel::new(*catalog.vocab(), seed);
@@ -117,7 +121,7 @@ proptest! {
 
     /// Pruning never costs more rows than plain search, and still returns as many items.
     #[test]
-    fn pruning_saves_rows((catalog, history, seed, k, _exclude, _full) in case(), beam in 1usize..12) {
+    fn pruning_saves_rows((catalog, history, seed, k, _exclude, _norm) in case(), beam in 1usize..12) {
         let model = HashModel::new(*catalog.vocab(), seed);
         let plain = SearchOptions { beam, top_k: k, ..SearchOptions::default() };
         let a = &run(&catalog, &model, &[&history], &plain)[0];
@@ -129,7 +133,7 @@ proptest! {
     /// Several users in one call give exactly what they give one by one.
     #[test]
     fn batching_is_invisible(
-        (catalog, history, seed, k, exclude, _full) in case(),
+        (catalog, history, seed, k, exclude, _norm) in case(),
         other in proptest::collection::vec(0usize..1000, 0..4),
         beam in 1usize..8,
     ) {
@@ -155,7 +159,7 @@ proptest! {
     /// The learned confidence is sigmoid(z_high - z_low) after SID + CONF_Q; the posterior
     /// is the softmax of the returned scores; calibration and abstention apply to it.
     #[test]
-    fn confidence_fields((catalog, history, seed, k, _exclude, _full) in case(), threshold in 0.0f32..1.0) {
+    fn confidence_fields((catalog, history, seed, k, _exclude, _norm) in case(), threshold in 0.0f32..1.0) {
         let model = HashModel::new(*catalog.vocab(), seed).with_confidence(true);
         let opts = SearchOptions { beam: 8, top_k: k, ..SearchOptions::default() };
         let got = &run(&catalog, &model, &[&history], &opts)[0];

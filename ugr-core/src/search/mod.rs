@@ -163,6 +163,7 @@ pub struct BeamSearch<'c> {
     state: Vec<RequestState>,
     item_beam: Vec<u32>,
     item_conf_row: Vec<u32>,
+    gathered: Vec<f32>,
     conf: Vec<f32>,
 }
 
@@ -189,6 +190,7 @@ impl<'c> BeamSearch<'c> {
             state: Vec::new(),
             item_beam: Vec::new(),
             item_conf_row: Vec::new(),
+            gathered: Vec::new(),
             conf: Vec::new(),
         }
     }
@@ -373,7 +375,7 @@ impl<'c> BeamSearch<'c> {
         let trie = catalog.trie();
         let level_tokens = vocab.level_tokens(level);
         let range: Range<u32> = match opts.normalization {
-            Normalization::Level => level_tokens.clone(),
+            Normalization::Level | Normalization::Trie => level_tokens.clone(),
             Normalization::FullVocab => 0..vocab.size(),
         };
         let width = (range.end - range.start) as usize;
@@ -420,9 +422,18 @@ impl<'c> BeamSearch<'c> {
             let mut first_beam_cands = 0..0;
             for (bi, b) in self.beams[self.bounds[r]..self.bounds[r + 1]].iter().enumerate() {
                 let row = &logits[b.row as usize * width..][..width];
-                let lse = log_sum_exp(row).ok_or(Error::NonFiniteLogits { row: b.row as usize })?;
                 let codes_row = &row[offset..offset + codebook];
                 let (first, codes) = trie.children(NodeId::new(b.node));
+                let lse = match opts.normalization {
+                    Normalization::Trie => {
+                        self.gathered.clear();
+                        self.gathered
+                            .extend(codes.iter().map(|&c| codes_row[usize::from(c)]));
+                        log_sum_exp(&self.gathered)
+                    }
+                    _ => log_sum_exp(row),
+                }
+                .ok_or(Error::NonFiniteLogits { row: b.row as usize })?;
                 let start = self.cands.len();
                 for (i, &code) in codes.iter().enumerate() {
                     let node = first.as_u32() + i as u32;

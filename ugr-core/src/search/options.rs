@@ -26,6 +26,11 @@ pub enum Normalization {
     Level,
     /// Log-softmax over the whole vocabulary (special tokens and every level).
     FullVocab,
+    /// Log-softmax over the codes the trie allows after the beam's prefix: the model's
+    /// distribution over catalog continuations. For models trained with the same restricted
+    /// softmax (`ugr train sft --trie-loss`), whose logits for impossible codes mean nothing.
+    /// Excluded history items do not change the normaliser.
+    Trie,
 }
 
 /// Difficulty-aware pruning of beams (ours; UGR-METHOD section 4).

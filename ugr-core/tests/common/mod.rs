@@ -34,7 +34,7 @@ pub fn catalog_strategy() -> impl Strategy<Value = Catalog> {
 /// The logits range the search asks for at `level`.
 pub fn range(catalog: &Catalog, level: usize, norm: Normalization) -> std::ops::Range<u32> {
     match norm {
-        Normalization::Level => catalog.vocab().level_tokens(level),
+        Normalization::Level | Normalization::Trie => catalog.vocab().level_tokens(level),
         Normalization::FullVocab => 0..catalog.vocab().size(),
     }
 }
@@ -54,8 +54,23 @@ pub fn sid_log_prob(
     for (level, &code) in sid.codes().iter().enumerate() {
         let r = range(catalog, level, norm);
         let logits = model.logits_of(history, &prefix, r.clone());
-        let lse = log_sum_exp(&logits).unwrap();
-        let at = (vocab.level_tokens(level).start - r.start) as usize + usize::from(code);
+        let off = (vocab.level_tokens(level).start - r.start) as usize;
+        let lse = match norm {
+            Normalization::Trie => {
+                // over the codes the catalog allows after this prefix
+                let node = catalog.trie().walk(&sid.codes()[..level]).unwrap();
+                let allowed: Vec<f32> = catalog
+                    .trie()
+                    .children(node)
+                    .1
+                    .iter()
+                    .map(|&c| logits[off + usize::from(c)])
+                    .collect();
+                log_sum_exp(&allowed).unwrap()
+            }
+            _ => log_sum_exp(&logits).unwrap(),
+        };
+        let at = off + usize::from(code);
         let lp = logits[at] - lse;
         cum += lp;
         prefix.push(vocab.token(level, code).unwrap());
