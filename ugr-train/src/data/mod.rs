@@ -1,8 +1,389 @@
-//! Readers of the public benchmark formats (see `../shared/data/README.md`).
+//! Readers of the public benchmark formats (see `../shared/data/README.md`) and of users'
+//! own interaction logs, all producing one [`Dataset`].
+//!
+//! | format | files | split |
+//! |---|---|---|
+//! | [`letter`] (LETTER / LC-Rec / TIGER) | `<Name>.inter.json` + `<Name>.index.json` | leave-one-out |
+//! | [`amazon23`] | `<Name>.{train,valid,test}.inter` (TSV) + `<Name>.index.json` | given (global time) |
+//! | [`minionerec`] | `valid/*.csv`, `test/*.csv`, `index/*.index.json` | given; no train split |
+//! | [`interactions`] | a `user,item,timestamp` CSV + a SID index | leave-one-out or global time 8:1:1 |
+//! | [`synthetic`] | none: generated (`builtin:synthetic`) | leave-one-out |
+//!
+//! Training data is kept as whole user sequences ([`TrainSequence`]): every position from
+//! `first_target` on is a next-item target predicted from the items before it, so one
+//! causal pass trains all prefixes of a user. Valid and test rows are [`Example`]s whose
+//! history is already truncated to the last `max_history` items.
 
+pub mod amazon23;
 pub mod index;
+pub mod interactions;
+pub mod letter;
+pub mod minionerec;
+pub mod synthetic;
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use ugr_core::{Catalog, ItemId};
+
+use self::index::{IndexError, SidIndex};
+
+/// A next-item example: history (most recent last) and target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Example {
+    /// Dense user number within the dataset.
+    pub user: u32,
+    /// The last `max_history` items before the target.
+    pub history: Vec<ItemId>,
+    /// The item to predict.
+    pub target: ItemId,
+}
+
+/// A user's training sequence: `items[first_target..]` are targets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrainSequence {
+    /// Dense user number within the dataset.
+    pub user: u32,
+    /// Chronological items.
+    pub items: Vec<ItemId>,
+    /// First position that is a target (>= 1 for the public splits).
+    pub first_target: usize,
+}
+
+impl TrainSequence {
+    /// Number of targets.
+    pub fn targets(&self) -> usize {
+        self.items.len().saturating_sub(self.first_target)
+    }
+}
+
+/// Which split to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+pub enum Split {
+    /// Training sequences.
+    Train,
+    /// Validation rows.
+    Valid,
+    /// Test rows.
+    Test,
+}
+
+/// How a plain interactions CSV is split.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+pub enum SplitProtocol {
+    /// Per user: test = last item, valid = second last, train = the rest.
+    #[default]
+    Loo,
+    /// All next-item samples sorted by time: first 80% train, next 10% valid, last 10% test.
+    Time,
+}
+
+/// Options shared by the readers.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct LoadOptions {
+    /// History length kept for valid and test rows (and read by the model).
+    pub max_history: usize,
+    /// Drop interactions with items missing from the SID index (reported) instead of failing.
+    pub skip_unknown: bool,
+    /// SID index for the plain-CSV format (the other formats find theirs).
+    pub index: Option<PathBuf>,
+    /// Split protocol of the plain-CSV format.
+    pub split: SplitProtocol,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            max_history: 20,
+            skip_unknown: false,
+            index: None,
+            split: SplitProtocol::Loo,
+        }
+    }
+}
+
+/// Why data could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// A file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Malformed content at a known place.
+    #[error("{path}: line {line}: expected {expected}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line (0 when unknown).
+        line: usize,
+        /// What was expected there (and what was found).
+        expected: String,
+    },
+    /// Items missing from the SID index.
+    #[error(
+        "{path}: {count} interaction(s) name items missing from the SID index (first: {first:?}); \
+         pass --skip-unknown to drop them"
+    )]
+    UnknownItems {
+        /// The file.
+        path: PathBuf,
+        /// How many interactions.
+        count: usize,
+        /// The first few unknown ids.
+        first: Vec<String>,
+    },
+    /// The directory matches no known format.
+    #[error("{path}: {reason}")]
+    Format {
+        /// The path.
+        path: PathBuf,
+        /// What is missing.
+        reason: String,
+    },
+    /// The SID index could not be read.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+}
+
+impl DataError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        DataError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    pub(crate) fn parse(path: &Path, line: usize, expected: impl Into<String>) -> Self {
+        DataError::Parse {
+            path: path.to_owned(),
+            line,
+            expected: expected.into(),
+        }
+    }
+}
+
+/// A dataset ready for training and evaluation.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    /// Short name (the file stem, or `synthetic`).
+    pub name: String,
+    /// The format it was read from.
+    pub format: &'static str,
+    /// The catalog; popularity = number of training targets of each item.
+    pub catalog: Catalog,
+    /// Training sequences (empty for evaluation-only data).
+    pub train: Vec<TrainSequence>,
+    /// Validation rows.
+    pub valid: Vec<Example>,
+    /// Test rows.
+    pub test: Vec<Example>,
+    /// Item titles, where the data has them.
+    pub titles: BTreeMap<ItemId, String>,
+    /// Interactions dropped because their item is not in the index.
+    pub skipped_unknown: usize,
+}
+
+/// Keeps the last `n` items.
+pub(crate) fn last_n(items: &[ItemId], n: usize) -> Vec<ItemId> {
+    items[items.len().saturating_sub(n)..].to_vec()
+}
+
+/// Counts training targets per item (the catalog's popularity).
+pub(crate) fn popularity(train: &[TrainSequence]) -> BTreeMap<ItemId, u32> {
+    let mut counts = BTreeMap::new();
+    for s in train {
+        for &item in &s.items[s.first_target.min(s.items.len())..] {
+            *counts.entry(item).or_insert(0u32) += 1;
+        }
+    }
+    counts
+}
+
+/// Builds the catalog from an index and training popularity.
+pub(crate) fn build_catalog(
+    index: &SidIndex,
+    train: &[TrainSequence],
+    path: &Path,
+) -> Result<Catalog, DataError> {
+    let pop = popularity(train);
+    Ok(index.catalog(|item| pop.get(&item).copied().unwrap_or(0), path)?)
+}
+
+/// Tracks items missing from the index while reading.
+pub(crate) struct UnknownItems {
+    count: usize,
+    first: Vec<String>,
+}
+
+impl UnknownItems {
+    pub(crate) fn new() -> Self {
+        UnknownItems {
+            count: 0,
+            first: Vec::new(),
+        }
+    }
+
+    pub(crate) fn note(&mut self, id: impl Into<String>) {
+        self.count += 1;
+        if self.first.len() < 5 {
+            self.first.push(id.into());
+        }
+    }
+
+    /// Fails unless skipping is allowed; returns the number skipped.
+    pub(crate) fn finish(self, path: &Path, skip: bool) -> Result<usize, DataError> {
+        if self.count > 0 && !skip {
+            return Err(DataError::UnknownItems {
+                path: path.to_owned(),
+                count: self.count,
+                first: self.first,
+            });
+        }
+        Ok(self.count)
+    }
+}
+
+/// Reads a dataset, detecting the format from the directory's files.
+///
+/// `builtin:synthetic` generates the built-in synthetic dataset instead.
+pub fn load(path: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
+    if path == Path::new(synthetic::BUILTIN) {
+        return Ok(synthetic::generate(
+            &synthetic::SyntheticSpec::default(),
+            opts.max_history,
+        ));
+    }
+    if path.is_file() {
+        return interactions::read(path, opts);
+    }
+    let entries = std::fs::read_dir(path).map_err(|e| DataError::io(path, e))?;
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok().and_then(|e| e.file_name().into_string().ok()))
+        .collect();
+    names.sort();
+    if let Some(n) = names.iter().find(|n| n.ends_with(".inter.json")) {
+        return letter::read(path, n.trim_end_matches(".inter.json"), opts);
+    }
+    if let Some(n) = names.iter().find(|n| n.ends_with(".train.inter")) {
+        return amazon23::read(path, n.trim_end_matches(".train.inter"), opts);
+    }
+    if names.iter().any(|n| n == "index") && names.iter().any(|n| n == "test") {
+        return minionerec::read(path, opts);
+    }
+    if let Some(n) = names.iter().find(|n| n.ends_with(".csv")) {
+        return interactions::read(&path.join(n), opts);
+    }
+    Err(DataError::Format {
+        path: path.to_owned(),
+        reason:
+            "no <Name>.inter.json, <Name>.train.inter, MiniOneRec index/ + test/, or interactions CSV found"
+                .into(),
+    })
+}
+
+fn length_stats(lengths: impl Iterator<Item = usize>) -> String {
+    let mut v: Vec<usize> = lengths.collect();
+    if v.is_empty() {
+        return "-".into();
+    }
+    v.sort_unstable();
+    let q = |f: f64| v[((v.len() - 1) as f64 * f).round() as usize];
+    let mean = v.iter().sum::<usize>() as f64 / v.len() as f64;
+    format!(
+        "mean {mean:.2}, p50 {}, p90 {}, max {}",
+        q(0.5),
+        q(0.9),
+        v[v.len() - 1]
+    )
+}
+
+impl Dataset {
+    /// The rows of a split (training sequences expand to one row per target, history truncated).
+    pub fn examples(&self, split: Split, max_history: usize) -> Vec<Example> {
+        match split {
+            Split::Valid => self.valid.clone(),
+            Split::Test => self.test.clone(),
+            Split::Train => self
+                .train
+                .iter()
+                .flat_map(|s| {
+                    (s.first_target.max(1)..s.items.len()).map(move |t| Example {
+                        user: s.user,
+                        history: last_n(&s.items[..t], max_history),
+                        target: s.items[t],
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    /// A human-readable summary: users, items, rows per split, history lengths.
+    pub fn summary(&self) -> String {
+        let users: std::collections::BTreeSet<u32> = self
+            .train
+            .iter()
+            .map(|s| s.user)
+            .chain(self.valid.iter().map(|e| e.user))
+            .chain(self.test.iter().map(|e| e.user))
+            .collect();
+        let targets: usize = self.train.iter().map(TrainSequence::targets).sum();
+        let stats = self.catalog.stats();
+        let mut s = String::new();
+        let _ = writeln!(s, "dataset {} ({})", self.name, self.format);
+        let _ = writeln!(
+            s,
+            "  users {}, items {} ({} SIDs, {} levels, {} colliding SIDs)",
+            users.len(),
+            stats.items,
+            stats.sids,
+            stats.levels,
+            stats.colliding_sids
+        );
+        let _ = writeln!(
+            s,
+            "  train: {} sequences, {} targets; valid {} rows; test {} rows",
+            self.train.len(),
+            targets,
+            self.valid.len(),
+            self.test.len()
+        );
+        let _ = writeln!(
+            s,
+            "  train sequence length: {}",
+            length_stats(self.train.iter().map(|t| t.items.len()))
+        );
+        let _ = writeln!(
+            s,
+            "  test history length: {}",
+            length_stats(self.test.iter().map(|e| e.history.len()))
+        );
+        if self.skipped_unknown > 0 {
+            let _ = writeln!(
+                s,
+                "  skipped {} interactions with unknown items",
+                self.skipped_unknown
+            );
+        }
+        s
+    }
+}
+
+/// Where the shared benchmark data lives: `$UGR_DATA_DIR`, else `../shared/data` next
+/// to the repository. `None` when absent.
+pub fn shared_data_dir() -> Option<PathBuf> {
+    let dir = match std::env::var_os("UGR_DATA_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"),
+    };
+    dir.is_dir().then_some(dir)
+}
 
 /// The shared data directory, or `None` after telling the user (on the real stderr, which
 /// the test harness does not capture) that `what` is skipped.
@@ -16,14 +397,4 @@ pub fn shared_data_or_skip(what: &str) -> Option<PathBuf> {
         );
     }
     dir
-}
-
-/// Where the shared benchmark data lives: `$UGR_DATA_DIR`, else `../shared/data` next
-/// to the repository. `None` when absent (tests then skip with a message).
-pub fn shared_data_dir() -> Option<PathBuf> {
-    let dir = match std::env::var_os("UGR_DATA_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"),
-    };
-    dir.is_dir().then_some(dir)
 }
