@@ -1,0 +1,547 @@
+//! The SID transformer (candle).
+//!
+//! # Architecture (and why)
+//!
+//! A decoder-only design in two parts, both causal transformers over SID tokens:
+//!
+//! - **User encoder**: reads `BOS` followed by the history, most recent last, and gives a
+//!   user state after every item. With [`HistoryEncoding::Item`] (the default) an item is
+//!   *one position*: the sum of its L token embeddings (token ids are level-specific, so
+//!   the sum is level-aware); with [`HistoryEncoding::Token`] an item is L positions (the
+//!   classic flattened token sequence) and the state after an item is read at its last
+//!   token. Item positions cut the sequence length by L. Optionally
+//!   ([`ModelConfig::sid_embeddings`]) each history item also adds a free identity vector of
+//!   its SID (items sharing a SID share it; SIDs added to the catalog after training use row
+//!   0), which lets the encoder memorise item-to-item transitions the way ID-based models do;
+//!   the output remains pure SID generation.
+//! - **SID head**: a small causal transformer over `[user state, code_1, ..., code_L,
+//!   CONF_Q]` that emits the next item's codes one level at a time, then (after RL) the
+//!   confidence. Its logits are the dot products with the (tied) token embeddings of the
+//!   requested range, so a decoding step can compute only the current level's codebook.
+//!
+//! Why not TIGER's encoder-decoder: with the causal user encoder, one forward pass over a
+//! user's training sequence produces the state for *every* prefix, so all the user's
+//! next-item targets train at once (TIGER re-encodes each prefix). At inference the
+//! encoder runs once per request (prefill); the head's KV cache is the per-beam state the
+//! beam search re-orders. Both parts export to ONNX with explicit cache inputs/outputs.
+//!
+//! Scores: training uses a cross-entropy over each level's codebook, the same
+//! normalisation as the engine's default ([`ugr_core::Normalization::Level`]).
+
+mod decode;
+pub mod init;
+pub mod layers;
+
+pub use decode::{CandleCache, CandleModel};
+
+use candle_core::{D, DType, Device, IndexOp, Module, Result, Tensor};
+use candle_nn::{Embedding, VarBuilder, embedding};
+use serde::{Deserialize, Serialize};
+use ugr_core::vocab::SPECIAL_TOKENS;
+use ugr_core::{Catalog, Normalization, Sid, SidVocab, Special};
+
+use self::layers::{Block, Dropout, Kv, LayerNorm, causal_mask};
+
+/// How a history item enters the user encoder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum HistoryEncoding {
+    /// One position per item: the sum of its level token embeddings.
+    Item,
+    /// L positions per item: its tokens in level order.
+    Token,
+}
+
+/// Model hyper-parameters (saved as `config.json` in a run).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// Codebook size per SID level.
+    pub codebooks: Vec<u32>,
+    /// Width.
+    pub d_model: usize,
+    /// User-encoder layers.
+    pub layers: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Feed-forward width.
+    pub d_ff: usize,
+    /// SID-head layers.
+    pub head_layers: usize,
+    /// Dropout on embeddings and residual branches (training only).
+    pub dropout: f32,
+    /// History items the model reads (the most recent ones).
+    pub max_history: usize,
+    /// Item or token positions.
+    pub history: HistoryEncoding,
+    /// Whether the confidence tokens have been trained (the RL stage sets this).
+    pub confidence: bool,
+    /// Train each level's softmax over the codes the catalog trie allows after the target's
+    /// prefix (instead of the whole codebook); decode with [`Normalization::Trie`] then.
+    #[serde(default)]
+    pub trie_loss: bool,
+    /// Rows of the SID identity embedding added to each history item (number of catalog SIDs
+    /// + 1; row 0 serves BOS, padding and SIDs the model has not seen); 0 = off.
+    #[serde(default)]
+    pub sid_embeddings: usize,
+}
+
+impl ModelConfig {
+    /// The default size (near TIGER's width: d_model 128, 4 layers, 4 heads, FFN 512, head 2 layers).
+    pub fn default_for(vocab: &SidVocab) -> Self {
+        ModelConfig {
+            codebooks: vocab.codebook_sizes().to_vec(),
+            d_model: 128,
+            layers: 4,
+            heads: 4,
+            d_ff: 512,
+            head_layers: 2,
+            dropout: 0.1,
+            max_history: 20,
+            history: HistoryEncoding::Item,
+            confidence: false,
+            trie_loss: false,
+            sid_embeddings: 0,
+        }
+    }
+
+    /// The beam search normalisation matching how the model was trained.
+    pub fn normalization(&self) -> Normalization {
+        if self.trie_loss {
+            Normalization::Trie
+        } else {
+            Normalization::Level
+        }
+    }
+
+    /// The SID vocabulary.
+    pub fn vocab(&self) -> Result<SidVocab> {
+        SidVocab::new(&self.codebooks).map_err(candle_core::Error::wrap)
+    }
+
+    /// Number of SID levels.
+    pub fn levels(&self) -> usize {
+        self.codebooks.len()
+    }
+
+    /// Encoder positions: BOS plus the history.
+    pub fn encoder_positions(&self) -> usize {
+        1 + self.max_history
+            * match self.history {
+                HistoryEncoding::Item => 1,
+                HistoryEncoding::Token => self.levels(),
+            }
+    }
+
+    /// Head positions: user state, L codes, CONF_Q.
+    pub fn head_positions(&self) -> usize {
+        self.levels() + 2
+    }
+
+    /// Checks the sizes.
+    pub fn validate(&self) -> Result<()> {
+        self.vocab()?;
+        if self.d_model == 0 || self.heads == 0 || !self.d_model.is_multiple_of(self.heads) {
+            candle_core::bail!(
+                "d_model {} must be a positive multiple of heads {}",
+                self.d_model,
+                self.heads
+            )
+        }
+        if self.layers == 0 || self.head_layers == 0 || self.d_ff == 0 || self.max_history == 0 {
+            candle_core::bail!("layers, head_layers, d_ff and max_history must be positive")
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            candle_core::bail!("dropout must be in [0, 1)")
+        }
+        Ok(())
+    }
+}
+
+/// Encoder input for a batch of histories.
+pub struct EncoderInput {
+    /// Item mode: `[B, T, L]` token ids; token mode: `[B, T]`.
+    pub ids: Tensor,
+    /// Item mode: `[B, T, L, 1]`, 1 for real tokens (BOS has one, padding none).
+    pub mask: Option<Tensor>,
+    /// `[B, T]` SID identity rows (0 = none), when the model has SID embeddings.
+    pub sid_ids: Option<Tensor>,
+}
+
+/// The model's parameters and forward passes.
+pub struct SidTransformer {
+    cfg: ModelConfig,
+    vocab: SidVocab,
+    tok_emb: Embedding,
+    sid_emb: Option<Embedding>,
+    out_bias: Tensor,
+    enc_pos: Tensor,
+    enc_blocks: Vec<Block>,
+    enc_ln: LayerNorm,
+    head_pos: Tensor,
+    head_blocks: Vec<Block>,
+    head_ln: LayerNorm,
+    device: Device,
+}
+
+impl SidTransformer {
+    /// Builds the model's parameters under `vb` (names are stable: they are the checkpoint keys).
+    pub fn new(cfg: &ModelConfig, vb: &VarBuilder<'_>) -> Result<Self> {
+        cfg.validate()?;
+        let vocab = cfg.vocab()?;
+        let d = cfg.d_model;
+        let v = vocab.size() as usize;
+        let tok_emb = embedding(v, d, vb.pp("tok_emb"))?;
+        let out_bias = vb.get_with_hints(v, "out_bias", candle_nn::Init::Const(0.0))?;
+        let sid_emb = match cfg.sid_embeddings {
+            0 => None,
+            n => Some(embedding(n, d, vb.pp("sid_emb"))?),
+        };
+        let enc = vb.pp("enc");
+        let enc_pos = enc.get_with_hints(
+            (cfg.encoder_positions(), d),
+            "pos",
+            candle_nn::init::DEFAULT_KAIMING_NORMAL,
+        )?;
+        let enc_blocks = (0..cfg.layers)
+            .map(|i| Block::new(d, cfg.heads, cfg.d_ff, &enc.pp(format!("layers.{i}"))))
+            .collect::<Result<Vec<_>>>()?;
+        let enc_ln = LayerNorm::new(d, &enc.pp("ln_f"))?;
+        let head = vb.pp("head");
+        let head_pos = head.get_with_hints(
+            (cfg.head_positions(), d),
+            "pos",
+            candle_nn::init::DEFAULT_KAIMING_NORMAL,
+        )?;
+        let head_blocks = (0..cfg.head_layers)
+            .map(|i| Block::new(d, cfg.heads, cfg.d_ff, &head.pp(format!("layers.{i}"))))
+            .collect::<Result<Vec<_>>>()?;
+        let head_ln = LayerNorm::new(d, &head.pp("ln_f"))?;
+        Ok(SidTransformer {
+            cfg: cfg.clone(),
+            vocab,
+            tok_emb,
+            sid_emb,
+            out_bias,
+            enc_pos,
+            enc_blocks,
+            enc_ln,
+            head_pos,
+            head_blocks,
+            head_ln,
+            device: vb.device().clone(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// The SID vocabulary.
+    pub fn vocab(&self) -> &SidVocab {
+        &self.vocab
+    }
+
+    /// The device the parameters live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Encoder input for histories (each truncated to its last `max_history` items,
+    /// prefixed with BOS, right-padded). Returns the input and each row's last position.
+    pub fn encoder_input(
+        &self,
+        catalog: &Catalog,
+        histories: &[&[Sid]],
+    ) -> Result<(EncoderInput, Vec<usize>)> {
+        let l = self.cfg.levels();
+        let pad = Special::Pad.token().as_u32();
+        let bos = Special::Bos.token().as_u32();
+        let per_item = match self.cfg.history {
+            HistoryEncoding::Item => 1,
+            HistoryEncoding::Token => l,
+        };
+        let recent: Vec<&[Sid]> = histories
+            .iter()
+            .map(|h| &h[h.len().saturating_sub(self.cfg.max_history)..])
+            .collect();
+        let t = 1 + per_item * recent.iter().map(|h| h.len()).max().unwrap_or(0);
+        let b = histories.len();
+        let mut last = Vec::with_capacity(b);
+        let sid_ids = (self.cfg.sid_embeddings > 0).then(|| {
+            let mut ids = vec![0u32; b * t];
+            for (r, h) in recent.iter().enumerate() {
+                for (i, sid) in h.iter().enumerate() {
+                    // the item's (last) position: 1 + i for items, L * (i + 1) for tokens
+                    ids[r * t + (1 + i) * per_item] = self.sid_row(catalog, sid);
+                }
+            }
+            ids
+        });
+        let sid_ids = sid_ids
+            .map(|ids| Tensor::from_vec(ids, (b, t), &self.device))
+            .transpose()?;
+        let tokens = |sid: &Sid| -> Result<Vec<u32>> {
+            Ok(self
+                .vocab
+                .encode(sid)
+                .map_err(candle_core::Error::wrap)?
+                .map(|t| t.as_u32())
+                .collect())
+        };
+        match self.cfg.history {
+            HistoryEncoding::Item => {
+                let mut ids = vec![pad; b * t * l];
+                let mut mask = vec![0f32; b * t * l];
+                for (r, h) in recent.iter().enumerate() {
+                    ids[r * t * l] = bos;
+                    mask[r * t * l] = 1.0;
+                    for (i, sid) in h.iter().enumerate() {
+                        let at = (r * t + 1 + i) * l;
+                        for (k, tok) in tokens(sid)?.into_iter().enumerate() {
+                            ids[at + k] = tok;
+                            mask[at + k] = 1.0;
+                        }
+                    }
+                    last.push(h.len());
+                }
+                Ok((
+                    EncoderInput {
+                        ids: Tensor::from_vec(ids, (b, t, l), &self.device)?,
+                        mask: Some(Tensor::from_vec(mask, (b, t, l, 1), &self.device)?),
+                        sid_ids,
+                    },
+                    last,
+                ))
+            }
+            HistoryEncoding::Token => {
+                let mut ids = vec![pad; b * t];
+                for (r, h) in recent.iter().enumerate() {
+                    ids[r * t] = bos;
+                    for (i, sid) in h.iter().enumerate() {
+                        for (k, tok) in tokens(sid)?.into_iter().enumerate() {
+                            ids[r * t + 1 + i * l + k] = tok;
+                        }
+                    }
+                    last.push(h.len() * l);
+                }
+                Ok((
+                    EncoderInput {
+                        ids: Tensor::from_vec(ids, (b, t), &self.device)?,
+                        mask: None,
+                        sid_ids,
+                    },
+                    last,
+                ))
+            }
+        }
+    }
+
+    /// User states after every position: `[B, T, d]`.
+    pub fn encode(&self, input: &EncoderInput, drop: &mut Option<Dropout<'_>>) -> Result<Tensor> {
+        let x = match &input.mask {
+            Some(mask) => {
+                let (b, t, l) = input.ids.dims3()?;
+                let e =
+                    self.tok_emb
+                        .forward(&input.ids.flatten_all()?)?
+                        .reshape((b, t, l, self.cfg.d_model))?;
+                e.broadcast_mul(mask)?.sum(2)?
+            }
+            None => self.tok_emb.forward(&input.ids)?,
+        };
+        let x = match (&self.sid_emb, &input.sid_ids) {
+            (Some(e), Some(ids)) => (x + e.forward(ids)?)?,
+            _ => x,
+        };
+        let t = x.dim(1)?;
+        if t > self.cfg.encoder_positions() {
+            candle_core::bail!(
+                "encoder input of {t} positions exceeds {}",
+                self.cfg.encoder_positions()
+            )
+        }
+        let x = x.broadcast_add(&self.enc_pos.narrow(0, 0, t)?)?;
+        let mut x = layers::dropout(&x, drop)?;
+        let mask = causal_mask(t, 0, &self.device)?;
+        for block in &self.enc_blocks {
+            x = block.forward(&x, Some(&mask), None, drop)?.0;
+        }
+        self.enc_ln.forward(&x)
+    }
+
+    /// The SID identity row of a history item (0 when off or unknown).
+    pub fn sid_row(&self, catalog: &Catalog, sid: &Sid) -> u32 {
+        match catalog.lookup(sid) {
+            Some(i) if (i as usize) + 1 < self.cfg.sid_embeddings => i + 1,
+            _ => 0,
+        }
+    }
+
+    /// Embeddings of head inputs at positions `start..start + tokens_per_row`: `[R, n, d]`.
+    fn head_embed(&self, tokens: &Tensor, start: usize) -> Result<Tensor> {
+        let n = tokens.dim(1)?;
+        if start + n > self.cfg.head_positions() {
+            candle_core::bail!("SID head position {} out of range", start + n)
+        }
+        self.tok_emb
+            .forward(tokens)?
+            .broadcast_add(&self.head_pos.narrow(0, start, n)?)
+    }
+
+    /// Runs the head over `x` (`[R, n, d]`, already position-embedded) after `past`.
+    /// Returns the normalised hidden states `[R, n, d]` and the new cache.
+    pub fn head(
+        &self,
+        x: &Tensor,
+        past: Option<&[Kv]>,
+        drop: &mut Option<Dropout<'_>>,
+    ) -> Result<(Tensor, Vec<Kv>)> {
+        let n = x.dim(1)?;
+        let past_len = past.and_then(|p| p.first()).map_or(Ok(0), |(k, _)| k.dim(2))?;
+        let mask = causal_mask(n, past_len, &self.device)?;
+        let mut x = x.clone();
+        let mut kvs = Vec::with_capacity(self.head_blocks.len());
+        for (i, block) in self.head_blocks.iter().enumerate() {
+            let (y, kv) = block.forward(&x, Some(&mask), past.map(|p| &p[i]), drop)?;
+            x = y;
+            kvs.push(kv);
+        }
+        Ok((self.head_ln.forward(&x)?, kvs))
+    }
+
+    /// Logits of the tokens `range` for hidden states `h` (`[R, d]`): `[R, range.len()]`.
+    pub fn logits(&self, h: &Tensor, range: std::ops::Range<u32>) -> Result<Tensor> {
+        let (start, len) = (range.start as usize, (range.end - range.start) as usize);
+        let w = self.tok_emb.embeddings().narrow(0, start, len)?;
+        h.matmul(&w.t()?)?
+            .broadcast_add(&self.out_bias.narrow(0, start, len)?)
+    }
+
+    /// The head input at position 0: the user state plus its position embedding, `[R, 1, d]`.
+    pub fn head_start(&self, user: &Tensor) -> Result<Tensor> {
+        user.broadcast_add(&self.head_pos.i(0)?)?.unsqueeze(1)
+    }
+
+    /// Teacher-forced training loss of a batch (mean cross-entropy per target token, each level
+    /// normalised over its codebook).
+    pub fn loss(&self, batch: &TrainBatch, drop: &mut Option<Dropout<'_>>) -> Result<Tensor> {
+        let states = self.encode(&batch.encoder, drop)?;
+        let (b, t, d) = states.dims3()?;
+        let user = states.reshape((b * t, d))?.index_select(&batch.positions, 0)?;
+        let mut x = self.head_start(&user)?;
+        if self.cfg.levels() > 1 {
+            let rest = self.head_embed(&batch.head_inputs, 1)?;
+            x = Tensor::cat(&[&x, &rest], 1)?;
+        }
+        let x = layers::dropout(&x, drop)?;
+        let (h, _) = self.head(&x, None, drop)?;
+        let mut total = Tensor::zeros((), DType::F32, &self.device)?;
+        for (level, target) in batch.targets.iter().enumerate() {
+            let mut logits = self.logits(
+                &h.i((.., level, ..))?.contiguous()?,
+                self.vocab.level_tokens(level),
+            )?;
+            if let Some(masks) = &batch.masks {
+                logits = (logits + &masks[level])?;
+            }
+            total = (total + candle_nn::loss::cross_entropy(&logits, target)?)?;
+        }
+        total / self.cfg.levels() as f64
+    }
+
+    /// Sum of the token log-probs of each row's SID (level-normalised), with gradients:
+    /// `histories[i]` -> `sids[i]`. Used by the RL stage and by parity checks.
+    pub fn sequence_log_probs(
+        &self,
+        catalog: &Catalog,
+        histories: &[&[Sid]],
+        sids: &[Sid],
+    ) -> Result<Tensor> {
+        let (input, last) = self.encoder_input(catalog, histories)?;
+        let states = self.encode(&input, &mut None)?;
+        let (b, t, d) = states.dims3()?;
+        let rows: Vec<u32> = last
+            .iter()
+            .enumerate()
+            .map(|(r, &p)| (r * t + p) as u32)
+            .collect();
+        let user = states
+            .reshape((b * t, d))?
+            .index_select(&Tensor::new(rows.as_slice(), &self.device)?, 0)?;
+        let l = self.cfg.levels();
+        let mut x = self.head_start(&user)?;
+        let toks: Vec<Vec<u32>> = sids
+            .iter()
+            .map(|s| {
+                Ok(self
+                    .vocab
+                    .encode(s)
+                    .map_err(candle_core::Error::wrap)?
+                    .map(|t| t.as_u32())
+                    .collect())
+            })
+            .collect::<Result<_>>()?;
+        if l > 1 {
+            let inputs: Vec<u32> = toks.iter().flat_map(|t| t[..l - 1].iter().copied()).collect();
+            let inputs = Tensor::from_vec(inputs, (sids.len(), l - 1), &self.device)?;
+            x = Tensor::cat(&[&x, &self.head_embed(&inputs, 1)?], 1)?;
+        }
+        let (h, _) = self.head(&x, None, &mut None)?;
+        let mut total: Option<Tensor> = None;
+        for level in 0..l {
+            let range = self.vocab.level_tokens(level);
+            let mut logits = self.logits(&h.i((.., level, ..))?.contiguous()?, range.clone())?;
+            if self.cfg.trie_loss {
+                logits = (logits + allowed_mask(catalog, sids, level, &self.device)?)?;
+            }
+            let lp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+            let codes: Vec<u32> = toks.iter().map(|t| t[level] - range.start).collect();
+            let codes = Tensor::from_vec(codes, (sids.len(), 1), &self.device)?;
+            let picked = lp.gather(&codes, 1)?.squeeze(1)?;
+            total = Some(match total {
+                Some(t) => (t + picked)?,
+                None => picked,
+            });
+        }
+        total.ok_or_else(|| candle_core::Error::Msg("no SID level".into()))
+    }
+}
+
+/// A training batch (built on the CPU by [`crate::train::batches`], moved to the device).
+pub struct TrainBatch {
+    /// Encoder input.
+    pub encoder: EncoderInput,
+    /// `[N]` indexes into the flattened `[B * T]` encoder positions: the state that predicts each target.
+    pub positions: Tensor,
+    /// `[N, L - 1]` teacher-forced head inputs: the target's codes of levels `0..L-1` as tokens.
+    pub head_inputs: Tensor,
+    /// Per level, `[N]` target codes (0-based within the level's codebook).
+    pub targets: Vec<Tensor>,
+    /// Per level, `[N, C]` additive masks (0 where the trie allows the code after the
+    /// target's prefix, -1e9 elsewhere) when the model trains with the trie loss.
+    pub masks: Option<Vec<Tensor>>,
+    /// Number of targets N.
+    pub n_targets: usize,
+    /// Encoder positions in the batch (B * T).
+    pub positions_total: usize,
+}
+
+/// The special-token count, re-exported for batch builders.
+pub const SPECIALS: u32 = SPECIAL_TOKENS;
+
+/// `[N, C]` additive mask of the codes the catalog allows at `level` after each SID's prefix.
+pub fn allowed_mask(catalog: &Catalog, sids: &[Sid], level: usize, device: &Device) -> Result<Tensor> {
+    let trie = catalog.trie();
+    let c = catalog.vocab().codebook_size(level) as usize;
+    let mut mask = vec![-1e9f32; sids.len() * c];
+    for (r, sid) in sids.iter().enumerate() {
+        let node = trie
+            .walk(&sid.codes()[..level])
+            .ok_or_else(|| candle_core::Error::Msg(format!("SID {sid} is not in the catalog")))?;
+        for &code in trie.children(node).1 {
+            mask[r * c + usize::from(code)] = 0.0;
+        }
+    }
+    Tensor::from_vec(mask, (sids.len(), c), device)
+}
