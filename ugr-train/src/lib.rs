@@ -1,7 +1,44 @@
 //! ugr-train: the trainer and the `ugr` command line.
 //!
-//! It reads the public benchmark formats, and (in later issues) trains the SID
-//! transformer with candle, evaluates it with ugr-core's beam search and exports it.
-//! Today it holds the SID index reader and `ugr sid stats`.
+//! | module | what |
+//! |---|---|
+//! | [`data`] | readers of the public formats and of users' logs; the synthetic dataset |
+//! | [`model`] | the SID transformer in candle; its [`ugr_core::SidModel`] implementation |
+//! | [`train`] | SFT: batches, AdamW, schedule, early stopping, checkpoints, run directories |
+//! | [`eval`] | evaluation with ugr-core's beam search and metrics |
+//! | [`baselines`] | popularity and last-item-transition baselines |
+//! | [`bench`] | `ugr bench train`: throughput tables |
 
+pub mod baselines;
+pub mod bench;
 pub mod data;
+pub mod eval;
+pub mod model;
+pub mod train;
+
+/// Process settings for training speed on the CPU; call first thing in `main`.
+///
+/// - candle's CPU thread pool gets one thread unless `CANDLE_NUM_THREADS` is set. candle
+///   0.11 runs element-wise ops on a spin-then-park barrier pool; for this model's many small
+///   ops the waits cost more than the parallelism gains (2 cores: 598 targets/s with the
+///   pool, 1,186 without). Matrix products still use `RAYON_NUM_THREADS` threads.
+/// - glibc keeps large freed blocks instead of unmapping them (`mallopt`): a training step
+///   allocates and frees many large tensors, and the default mmap/munmap churn turned into
+///   page faults on every reuse (+24% throughput with it off).
+pub fn configure_runtime() {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // SAFETY: called at start-up, before any other thread exists.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var("CANDLE_NUM_THREADS", "1");
+        }
+    }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; called before other threads exist.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TOP_PAD, 256 << 20);
+    }
+}

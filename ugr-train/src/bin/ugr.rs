@@ -1,10 +1,15 @@
 //! The `ugr` command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
-use clap::{Parser, Subcommand};
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use ugr_train::baselines::Baselines;
 use ugr_train::data::index::SidIndex;
+use ugr_train::data::{self, LoadOptions, Split, SplitProtocol};
+use ugr_train::eval::{self, MetricTable};
+use ugr_train::model::{HistoryEncoding, ModelConfig};
+use ugr_train::train::{self, DeviceKind, SftArgs};
 
 /// ugr: uncertainty-aware generative recommendation.
 #[derive(Parser)]
@@ -16,9 +21,168 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Train a model.
+    #[command(subcommand)]
+    Train(TrainCommand),
+    /// Evaluate a run on a split: HR@K and NDCG@K (K = 1, 3, 5, 10, 20) next to the baselines.
+    Eval(EvalArgs),
+    /// Dataset tools.
+    #[command(subcommand)]
+    Data(DataCommand),
     /// Semantic ID tools.
     #[command(subcommand)]
     Sid(SidCommand),
+    /// Benchmarks that print a table.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Training and evaluation throughput at the default model size, item vs token history positions.
+    Train {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Timed optimiser steps per configuration.
+        #[arg(long, default_value_t = 30)]
+        steps: usize,
+        #[arg(long, default_value_t = 128)]
+        batch_size: usize,
+        /// Test rows for the evaluation speed.
+        #[arg(long, default_value_t = 1000)]
+        eval_rows: usize,
+        #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
+        device: DeviceKind,
+    },
+}
+
+#[derive(Subcommand)]
+enum TrainCommand {
+    /// Supervised training: next-item SID prediction with teacher forcing.
+    Sft(Box<SftCli>),
+}
+
+#[derive(Args)]
+struct DataArgs {
+    /// Dataset directory (LETTER, Amazon-2023, MiniOneRec formats), an interactions CSV, or `builtin:synthetic`.
+    #[arg(long, default_value = data::synthetic::BUILTIN)]
+    data: PathBuf,
+    /// SID index for an interactions CSV.
+    #[arg(long)]
+    index: Option<PathBuf>,
+    /// Split protocol for an interactions CSV.
+    #[arg(long, value_enum, default_value_t = SplitProtocol::Loo)]
+    split_protocol: SplitProtocol,
+    /// History items kept (and read by the model).
+    #[arg(long, default_value_t = 20)]
+    max_history: usize,
+    /// Drop interactions with items missing from the index instead of failing.
+    #[arg(long)]
+    skip_unknown: bool,
+}
+
+impl DataArgs {
+    fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            max_history: self.max_history,
+            skip_unknown: self.skip_unknown,
+            index: self.index.clone(),
+            split: self.split_protocol,
+        }
+    }
+}
+
+#[derive(Args)]
+struct SftCli {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Run directory (created).
+    #[arg(long)]
+    out: PathBuf,
+    /// Continue the run in --out from its last epoch.
+    #[arg(long)]
+    resume: bool,
+    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
+    device: DeviceKind,
+    #[arg(long, default_value_t = 30)]
+    epochs: usize,
+    /// Training windows (user sequences) per batch.
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 200)]
+    warmup_steps: usize,
+    #[arg(long, default_value_t = 0.01)]
+    weight_decay: f64,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Early stopping: epochs without a better validation NDCG@10.
+    #[arg(long, default_value_t = 5)]
+    patience: usize,
+    /// Validation rows for early stopping (0 = all; a fixed seeded sample otherwise).
+    #[arg(long, default_value_t = 0)]
+    eval_rows: usize,
+    /// Beam of the validation search.
+    #[arg(long, default_value_t = 20)]
+    eval_beam: usize,
+    /// Stop after this many optimiser steps.
+    #[arg(long)]
+    max_steps: Option<usize>,
+    #[arg(long, default_value_t = 128)]
+    d_model: usize,
+    /// User-encoder layers.
+    #[arg(long, default_value_t = 4)]
+    layers: usize,
+    #[arg(long, default_value_t = 4)]
+    heads: usize,
+    #[arg(long, default_value_t = 512)]
+    d_ff: usize,
+    /// SID-head layers.
+    #[arg(long, default_value_t = 2)]
+    head_layers: usize,
+    #[arg(long, default_value_t = 0.1)]
+    dropout: f32,
+    /// One encoder position per history item, or one per SID token.
+    #[arg(long, value_enum, default_value_t = HistoryEncoding::Item)]
+    history: HistoryEncoding,
+    /// Normalise each level's training softmax over the codes the catalog allows after the prefix.
+    #[arg(long)]
+    trie_loss: bool,
+    /// Add a learned identity vector per catalog SID to each history item.
+    #[arg(long)]
+    sid_embeddings: bool,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// Run directory.
+    #[arg(long)]
+    run: PathBuf,
+    #[arg(long, value_enum, default_value_t = Split::Test)]
+    split: Split,
+    #[arg(long, default_value_t = 20)]
+    beam: usize,
+    /// Requests per search call.
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+    /// Evaluate only the first N rows.
+    #[arg(long)]
+    rows: Option<usize>,
+    /// Evaluate on another dataset than the run's (same SID index).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Weights file inside the run.
+    #[arg(long, default_value = "model.safetensors")]
+    weights: String,
+    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
+    device: DeviceKind,
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Read a dataset and print its summary.
+    Summary(DataArgs),
 }
 
 #[derive(Subcommand)]
@@ -32,13 +196,135 @@ enum SidCommand {
 }
 
 fn main() -> Result<()> {
+    ugr_train::configure_runtime();
     let cli = Cli::parse();
     match cli.command {
+        Command::Train(TrainCommand::Sft(a)) => train_sft(&a),
+        Command::Eval(a) => eval_run(&a),
+        Command::Data(DataCommand::Summary(a)) => {
+            let ds = data::load(&a.data, &a.load_options())?;
+            print!("{}", ds.summary());
+            Ok(())
+        }
         Command::Sid(SidCommand::Stats { index }) => sid_stats(&index),
+        Command::Bench(BenchCommand::Train {
+            data,
+            steps,
+            batch_size,
+            eval_rows,
+            device,
+        }) => bench_train(&data, steps, batch_size, eval_rows, device),
     }
 }
 
-fn sid_stats(path: &std::path::Path) -> Result<()> {
+fn train_sft(a: &SftCli) -> Result<()> {
+    let load = a.data.load_options();
+    let args = SftArgs {
+        data: a.data.data.clone(),
+        load,
+        device: a.device,
+        epochs: a.epochs,
+        batch_size: a.batch_size,
+        lr: a.lr,
+        warmup_steps: a.warmup_steps,
+        weight_decay: a.weight_decay,
+        seed: a.seed,
+        patience: a.patience,
+        eval_rows: a.eval_rows,
+        eval_beam: a.eval_beam,
+        max_steps: a.max_steps,
+        ..SftArgs::default()
+    };
+    let (args, cfg) = if a.resume {
+        let info: train::RunInfo = train::read_json(&a.out.join("run.json"))?;
+        (info.sft, info.model)
+    } else {
+        // The vocabulary comes from the data's SID index.
+        let ds = data::load(&args.data, &args.load)?;
+        let cfg = ModelConfig {
+            d_model: a.d_model,
+            layers: a.layers,
+            heads: a.heads,
+            d_ff: a.d_ff,
+            head_layers: a.head_layers,
+            dropout: a.dropout,
+            max_history: args.load.max_history,
+            history: a.history,
+            trie_loss: a.trie_loss,
+            sid_embeddings: if a.sid_embeddings {
+                ds.catalog.sid_count() + 1
+            } else {
+                0
+            },
+            ..ModelConfig::default_for(ds.catalog.vocab())
+        };
+        (args, cfg)
+    };
+    let state = train::train_sft(&args, &cfg, &a.out, a.resume)?;
+    eprintln!(
+        "done: best validation NDCG@10 {:.4} at epoch {}; weights in {}",
+        state.best_ndcg10,
+        state.best_epoch,
+        a.out.join("model.safetensors").display()
+    );
+    Ok(())
+}
+
+fn eval_run(a: &EvalArgs) -> Result<()> {
+    let device = a.device.device()?;
+    let run = train::load_run(&a.run, &a.weights, &device)?;
+    let data_path = a.data.clone().unwrap_or_else(|| run.info.sft.data.clone());
+    let ds = data::load(&data_path, &run.info.sft.load)
+        .with_context(|| format!("loading {}", data_path.display()))?;
+    eprint!("{}", ds.summary());
+    let mut rows = ds.examples(a.split, run.info.model.max_history);
+    if let Some(n) = a.rows {
+        rows.truncate(n);
+    }
+    let pb = indicatif::ProgressBar::new(rows.len() as u64);
+    let result = eval::evaluate(&run.model, &ds.catalog, &rows, a.beam, a.batch, |n| {
+        pb.set_position(n as u64)
+    })?;
+    pb.finish_and_clear();
+    let baselines = Baselines::fit(&ds.catalog, &ds.train);
+    let (pop, trans) = baselines.evaluate(&rows);
+    let (pop, trans) = (MetricTable::of(&pop), MetricTable::of(&trans));
+    println!(
+        "{} {:?} split: {} rows, beam {}",
+        ds.name,
+        a.split,
+        rows.len(),
+        a.beam
+    );
+    println!("{}", MetricTable::header());
+    println!("{}", result.item.row("model (hit = target item)"));
+    println!("{}", result.sid.row("model (hit = target SID)"));
+    println!("{}", trans.row("last-item transitions (floor)"));
+    println!("{}", pop.row("popularity"));
+    println!(
+        "wall {:.1}s, {:.1} recommendations/s, {:.1} model rows per request",
+        result.wall_s, result.recs_per_s, result.model_rows_per_request
+    );
+    let metrics = serde_json::json!({
+        "dataset": ds.name,
+        "split": a.split,
+        "beam": a.beam,
+        "rows": result.rows,
+        "wall_s": result.wall_s,
+        "recommendations_per_s": result.recs_per_s,
+        "model_rows_per_request": result.model_rows_per_request,
+        "model_item": result.item,
+        "model_sid": result.sid,
+        "baseline_last_item_transitions": trans,
+        "baseline_popularity": pop,
+    });
+    let path = a.run.join("metrics.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&metrics)?)?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+fn sid_stats(path: &Path) -> Result<()> {
     let index = SidIndex::read(path)?;
     let catalog = index.catalog(|_| 0, path)?;
     let s = catalog.stats();
@@ -70,5 +356,42 @@ fn sid_stats(path: &std::path::Path) -> Result<()> {
         catalog.trie().heap_bytes(),
         catalog.heap_bytes()
     );
+    Ok(())
+}
+
+fn bench_train(
+    data: &DataArgs,
+    steps: usize,
+    batch_size: usize,
+    eval_rows: usize,
+    device: DeviceKind,
+) -> Result<()> {
+    let ds = data::load(&data.data, &data.load_options())?;
+    let dev = device.device()?;
+    println!(
+        "ugr bench train: {} ({} train targets), batch {batch_size}, {steps} timed steps, device {device:?}, \
+         CANDLE_NUM_THREADS={} RAYON_NUM_THREADS={}",
+        ds.name,
+        ds.train.iter().map(|s| s.targets()).sum::<usize>(),
+        std::env::var("CANDLE_NUM_THREADS").unwrap_or_default(),
+        std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "(all cores)".into()),
+    );
+    println!(
+        "{:<28} {:>10} {:>10} {:>12} {:>12} {:>14}",
+        "configuration", "params", "ms/step", "tokens/s", "targets/s", "eval req/s"
+    );
+    for history in [HistoryEncoding::Item, HistoryEncoding::Token] {
+        let cfg = ModelConfig {
+            history,
+            max_history: data.max_history,
+            ..ModelConfig::default_for(ds.catalog.vocab())
+        };
+        let name = format!("default, {history:?} positions");
+        let r = ugr_train::bench::bench_training(&ds, &cfg, &name, batch_size, steps, eval_rows, &dev)?;
+        println!(
+            "{:<28} {:>10} {:>10.1} {:>12.0} {:>12.0} {:>14.1}",
+            r.name, r.parameters, r.ms_per_step, r.tokens_per_s, r.targets_per_s, r.eval_requests_per_s
+        );
+    }
     Ok(())
 }

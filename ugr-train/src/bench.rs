@@ -1,0 +1,93 @@
+//! `ugr bench train`: training and evaluation throughput at a given model size, printed
+//! as a table (speed targets live in benchmarks, never in timed tests).
+
+use std::time::Instant;
+
+use anyhow::Result;
+use candle_core::Device;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use crate::data::Dataset;
+use crate::eval;
+use crate::model::ModelConfig;
+use crate::model::layers::Dropout;
+use crate::train::batches::{build_batch, epoch_batches, windows};
+use crate::train::optim::{AdamW, AdamWParams};
+use crate::train::{new_model, sample_rows};
+
+/// One measured configuration.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BenchRow {
+    /// What was measured.
+    pub name: String,
+    /// Parameters.
+    pub parameters: usize,
+    /// Milliseconds per optimiser step.
+    pub ms_per_step: f64,
+    /// SID tokens per second (history tokens read + target tokens).
+    pub tokens_per_s: f64,
+    /// Next-item targets per second.
+    pub targets_per_s: f64,
+    /// Evaluation requests per second (beam 20, top-20).
+    pub eval_requests_per_s: f64,
+}
+
+/// Times `steps` training steps (after 3 warm-up steps) and an evaluation of `eval_rows` rows.
+pub fn bench_training(
+    ds: &Dataset,
+    cfg: &ModelConfig,
+    name: &str,
+    batch_size: usize,
+    steps: usize,
+    eval_rows: usize,
+    device: &Device,
+) -> Result<BenchRow> {
+    let (model, varmap) = new_model(cfg, 1, device)?;
+    let parameters = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
+    let named = varmap
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned var map"))?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut opt = AdamW::new(named, AdamWParams::default())?;
+    let ws = windows(&ds.train, cfg.max_history);
+    let order = epoch_batches(&ws, batch_size, 1, 0);
+    let l = cfg.levels();
+    let (mut tokens, mut targets) = (0usize, 0usize);
+    let mut start = Instant::now();
+    for (i, b) in order.iter().cycle().take(steps + 3).enumerate() {
+        if i == 3 {
+            start = Instant::now();
+            tokens = 0;
+            targets = 0;
+        }
+        let batch = build_batch(cfg, &ds.catalog, &ds.train, &ws, b, device)?;
+        let mut rng = StdRng::seed_from_u64(i as u64);
+        let loss = model.loss(
+            &batch,
+            &mut Some(Dropout {
+                p: cfg.dropout,
+                rng: &mut rng,
+            }),
+        )?;
+        let grads = loss.backward()?;
+        opt.step(&grads, 1.0)?;
+        let read: usize = b.iter().map(|&w| ws[w].end - ws[w].start - 1).sum();
+        tokens += (read + batch.n_targets) * l;
+        targets += batch.n_targets;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let rows = sample_rows(&ds.test, eval_rows, 1);
+    let e = eval::evaluate(&model, &ds.catalog, &rows, 20, 256, |_| {})?;
+    Ok(BenchRow {
+        name: name.to_owned(),
+        parameters,
+        ms_per_step: secs * 1e3 / steps as f64,
+        tokens_per_s: tokens as f64 / secs,
+        targets_per_s: targets as f64 / secs,
+        eval_requests_per_s: e.recs_per_s,
+    })
+}

@@ -1,0 +1,437 @@
+//! Supervised fine-tuning (SFT) and the run directory.
+//!
+//! A run directory holds everything needed to evaluate, resume or export a model:
+//!
+//! | file | content |
+//! |---|---|
+//! | `run.json` | data path and load options, training arguments, model configuration |
+//! | `config.json` | the model configuration alone |
+//! | `model.safetensors` | best weights by validation NDCG@10 (the model `ugr eval` uses) |
+//! | `last.safetensors`, `optimizer.safetensors`, `state.json` | the last epoch, for `--resume` |
+//! | `log.jsonl` | one JSON line per epoch: loss, learning rate, validation HR/NDCG@10, speed |
+//!
+//! Determinism: parameters are initialised from the seed (see [`crate::model::init`]),
+//! the batch order of epoch `e` and the dropout masks of step `s` are seeded by
+//! `(seed, e)` and `(seed, s)`, so a resumed run continues exactly as an uninterrupted one
+//! (checkpoints are taken at epoch ends).
+
+pub mod batches;
+pub mod optim;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use candle_core::{DType, Device};
+use candle_nn::{VarBuilder, VarMap};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+
+use self::optim::{AdamW, AdamWParams, learning_rate};
+use crate::data::{self, Dataset, Example, LoadOptions};
+use crate::eval::{self, EvalResult};
+use crate::model::layers::Dropout;
+use crate::model::{ModelConfig, SidTransformer, init};
+
+/// Where to compute.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+pub enum DeviceKind {
+    /// The CPU (all cores).
+    #[default]
+    Cpu,
+    /// The first CUDA GPU (needs the `cuda` feature).
+    Cuda,
+}
+
+impl DeviceKind {
+    /// The candle device.
+    pub fn device(self) -> Result<Device> {
+        match self {
+            DeviceKind::Cpu => Ok(Device::Cpu),
+            DeviceKind::Cuda => {
+                if cfg!(feature = "cuda") {
+                    Ok(Device::new_cuda(0)?)
+                } else {
+                    bail!("this ugr was built without the `cuda` feature: rebuild with --features cuda")
+                }
+            }
+        }
+    }
+}
+
+/// Training arguments (saved in `run.json`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SftArgs {
+    /// Dataset directory or file, or `builtin:synthetic`.
+    pub data: PathBuf,
+    /// Reader options.
+    pub load: LoadOptions,
+    /// Device.
+    pub device: DeviceKind,
+    /// Maximum epochs.
+    pub epochs: usize,
+    /// Windows per batch.
+    pub batch_size: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Warm-up steps.
+    pub warmup_steps: usize,
+    /// Final learning rate as a fraction of the peak.
+    pub min_lr_ratio: f64,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// Gradient clipping (global L2 norm).
+    pub clip: f64,
+    /// Seed of everything.
+    pub seed: u64,
+    /// Stop after this many epochs without a better validation NDCG@10.
+    pub patience: usize,
+    /// Beam width of the validation search.
+    pub eval_beam: usize,
+    /// Validation rows used for early stopping (0 = all), a fixed seeded sample.
+    pub eval_rows: usize,
+    /// Requests per search call.
+    pub eval_batch: usize,
+    /// Stop after this many optimiser steps in total (smoke tests, benchmarks).
+    pub max_steps: Option<usize>,
+}
+
+impl Default for SftArgs {
+    fn default() -> Self {
+        SftArgs {
+            data: PathBuf::from(data::synthetic::BUILTIN),
+            load: LoadOptions::default(),
+            device: DeviceKind::Cpu,
+            epochs: 30,
+            batch_size: 128,
+            lr: 1e-3,
+            warmup_steps: 200,
+            min_lr_ratio: 0.05,
+            weight_decay: 0.01,
+            clip: 1.0,
+            seed: 42,
+            patience: 5,
+            eval_beam: 20,
+            eval_rows: 0,
+            eval_batch: 256,
+            max_steps: None,
+        }
+    }
+}
+
+/// `run.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// Training arguments.
+    pub sft: SftArgs,
+    /// Model configuration.
+    pub model: ModelConfig,
+}
+
+/// `state.json`: where a run stands.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Epochs completed.
+    pub epochs_done: usize,
+    /// Optimiser steps taken.
+    pub steps: usize,
+    /// Best validation NDCG@10 so far.
+    pub best_ndcg10: f64,
+    /// Epoch (1-based) of the best.
+    pub best_epoch: usize,
+    /// Epochs since the best.
+    pub epochs_without_improvement: usize,
+}
+
+/// One line of `log.jsonl`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EpochLog {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Steps so far.
+    pub steps: usize,
+    /// Mean training loss of the epoch.
+    pub train_loss: f64,
+    /// Learning rate at the end of the epoch.
+    pub lr: f64,
+    /// Validation HR@10.
+    pub valid_hr10: f64,
+    /// Validation NDCG@10.
+    pub valid_ndcg10: f64,
+    /// Seconds training this epoch.
+    pub train_s: f64,
+    /// Seconds validating.
+    pub eval_s: f64,
+    /// SID tokens per second read by the encoder plus target tokens (training).
+    pub tokens_per_s: f64,
+    /// Next-item targets per second (training).
+    pub targets_per_s: f64,
+}
+
+/// A loaded run: its description, the model and its variables.
+pub struct LoadedRun {
+    /// `run.json`.
+    pub info: RunInfo,
+    /// The model (weights from `model.safetensors`).
+    pub model: SidTransformer,
+    /// Its variables.
+    pub varmap: VarMap,
+}
+
+/// Builds a model with deterministic initial weights.
+pub fn new_model(cfg: &ModelConfig, seed: u64, device: &Device) -> Result<(SidTransformer, VarMap)> {
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+    let model = SidTransformer::new(cfg, &vb)?;
+    init::initialize(&varmap, cfg, seed)?;
+    Ok((model, varmap))
+}
+
+/// Loads `run.json` and the weights `file` (e.g. `model.safetensors`) of a run directory.
+pub fn load_run(dir: &Path, file: &str, device: &Device) -> Result<LoadedRun> {
+    let info: RunInfo = read_json(&dir.join("run.json"))?;
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+    let model = SidTransformer::new(&info.model, &vb)?;
+    let mut varmap = varmap;
+    let weights = dir.join(file);
+    varmap
+        .load(&weights)
+        .with_context(|| format!("loading weights {}", weights.display()))?;
+    Ok(LoadedRun { info, model, varmap })
+}
+
+/// Reads a JSON file.
+pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Writes a JSON file (pretty), atomically (temporary file + rename).
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(value)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// A fixed seeded sample of `n` validation rows (all when `n == 0` or larger than the split).
+pub fn sample_rows(rows: &[Example], n: usize, seed: u64) -> Vec<Example> {
+    use rand::seq::index::sample;
+    if n == 0 || n >= rows.len() {
+        return rows.to_vec();
+    }
+    let mut rng = StdRng::seed_from_u64(seed ^ 0xe7a1);
+    let mut idx = sample(&mut rng, rows.len(), n).into_vec();
+    idx.sort_unstable();
+    idx.into_iter().map(|i| rows[i].clone()).collect()
+}
+
+fn progress_bar(len: u64, prefix: String) -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::new(len);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} {elapsed_precise} ETA {eta} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    pb.set_prefix(prefix);
+    pb
+}
+
+/// Evaluates on (a sample of) validation rows.
+pub fn validate(
+    model: &SidTransformer,
+    ds: &Dataset,
+    rows: &[Example],
+    args: &SftArgs,
+) -> Result<EvalResult> {
+    let pb = progress_bar(rows.len() as u64, "  valid".into());
+    let r = eval::evaluate(model, &ds.catalog, rows, args.eval_beam, args.eval_batch, |n| {
+        pb.set_position(n as u64)
+    })?;
+    pb.finish_and_clear();
+    Ok(r)
+}
+
+/// Trains a model; writes the run directory `out`. With `resume`, continues the run there.
+pub fn train_sft(args: &SftArgs, cfg: &ModelConfig, out: &Path, resume: bool) -> Result<TrainState> {
+    let device = args.device.device()?;
+    let ds =
+        data::load(&args.data, &args.load).with_context(|| format!("loading {}", args.data.display()))?;
+    eprint!("{}", ds.summary());
+    if ds.train.is_empty() {
+        bail!("{} has no training split (evaluation only)", args.data.display());
+    }
+    if cfg.codebooks != ds.catalog.vocab().codebook_sizes() {
+        bail!(
+            "model codebooks {:?} do not match the data's {:?}",
+            cfg.codebooks,
+            ds.catalog.vocab().codebook_sizes()
+        );
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let (model, mut varmap) = new_model(cfg, args.seed, &device)?;
+    let params = AdamWParams {
+        lr: args.lr,
+        weight_decay: args.weight_decay,
+        ..AdamWParams::default()
+    };
+    let named: Vec<(String, candle_core::Var)> = varmap
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned var map"))?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut opt = AdamW::new(named, params)?;
+    let mut state = TrainState::default();
+    if resume {
+        state = read_json(&out.join("state.json"))?;
+        varmap.load(out.join("last.safetensors"))?;
+        opt.load(&out.join("optimizer.safetensors"), &device)?;
+        opt.step_count = state.steps;
+        eprintln!(
+            "resuming after epoch {} (step {})",
+            state.epochs_done, state.steps
+        );
+    } else {
+        write_json(
+            &out.join("run.json"),
+            &RunInfo {
+                sft: args.clone(),
+                model: cfg.clone(),
+            },
+        )?;
+        write_json(&out.join("config.json"), cfg)?;
+        let _ = std::fs::remove_file(out.join("log.jsonl"));
+    }
+    let params_count: usize = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
+    eprintln!(
+        "model: {} parameters, d_model {}, {} + {} layers, {:?} history positions, device {:?}",
+        params_count, cfg.d_model, cfg.layers, cfg.head_layers, cfg.history, args.device
+    );
+    let windows = batches::windows(&ds.train, cfg.max_history);
+    let steps_per_epoch = windows.len().div_ceil(args.batch_size.max(1));
+    let total_steps = args
+        .max_steps
+        .unwrap_or(usize::MAX)
+        .min(steps_per_epoch * args.epochs);
+    let valid_rows = sample_rows(&ds.valid, args.eval_rows, args.seed);
+    let l = cfg.levels() as f64;
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(out.join("log.jsonl"))?;
+
+    for epoch in state.epochs_done..args.epochs {
+        if state.steps >= total_steps {
+            break;
+        }
+        let t0 = Instant::now();
+        let order = batches::epoch_batches(&windows, args.batch_size, args.seed, epoch);
+        let pb = progress_bar(order.len() as u64, format!("epoch {:>3}", epoch + 1));
+        let (mut loss_sum, mut loss_n) = (0.0, 0usize);
+        let (mut tokens, mut targets) = (0usize, 0usize);
+        let mut lr = args.lr;
+        for batch_idx in &order {
+            if state.steps >= total_steps {
+                break;
+            }
+            let batch = batches::build_batch(cfg, &ds.catalog, &ds.train, &windows, batch_idx, &device)?;
+            lr = learning_rate(
+                state.steps,
+                args.warmup_steps,
+                total_steps,
+                args.lr,
+                args.min_lr_ratio,
+            );
+            opt.params.lr = lr;
+            let mut rng =
+                StdRng::seed_from_u64(args.seed ^ (state.steps as u64).wrapping_mul(0xa076_1d64_78bd_642f));
+            let mut drop = Some(Dropout {
+                p: cfg.dropout,
+                rng: &mut rng,
+            });
+            let loss = model.loss(&batch, &mut drop)?;
+            let grads = loss.backward()?;
+            let norm = opt.grad_norm(&grads)?;
+            let scale = if norm > args.clip && args.clip > 0.0 {
+                args.clip / norm
+            } else {
+                1.0
+            };
+            opt.step(&grads, scale)?;
+            let lv = f64::from(loss.to_scalar::<f32>()?);
+            if !lv.is_finite() {
+                bail!("training diverged: loss {lv} at step {}", state.steps);
+            }
+            loss_sum += lv;
+            loss_n += 1;
+            state.steps += 1;
+            let read: usize = batch_idx
+                .iter()
+                .map(|&w| windows[w].end - windows[w].start - 1)
+                .sum();
+            tokens += (read + batch.n_targets) * l as usize;
+            targets += batch.n_targets;
+            pb.inc(1);
+            pb.set_message(format!("loss {:.4} lr {:.2e}", loss_sum / loss_n as f64, lr));
+        }
+        pb.finish_and_clear();
+        let train_s = t0.elapsed().as_secs_f64();
+        let t1 = Instant::now();
+        let v = validate(&model, &ds, &valid_rows, args)?;
+        let eval_s = t1.elapsed().as_secs_f64();
+        state.epochs_done = epoch + 1;
+        let entry = EpochLog {
+            epoch: epoch + 1,
+            steps: state.steps,
+            train_loss: loss_sum / loss_n.max(1) as f64,
+            lr,
+            valid_hr10: v.item.hr_at(10),
+            valid_ndcg10: v.item.ndcg_at(10),
+            train_s,
+            eval_s,
+            tokens_per_s: tokens as f64 / train_s.max(1e-9),
+            targets_per_s: targets as f64 / train_s.max(1e-9),
+        };
+        let improved = entry.valid_ndcg10 > state.best_ndcg10 || state.best_epoch == 0;
+        if improved {
+            state.best_ndcg10 = entry.valid_ndcg10;
+            state.best_epoch = epoch + 1;
+            state.epochs_without_improvement = 0;
+            varmap.save(out.join("model.safetensors"))?;
+        } else {
+            state.epochs_without_improvement += 1;
+        }
+        varmap.save(out.join("last.safetensors"))?;
+        opt.save(&out.join("optimizer.safetensors"))?;
+        write_json(&out.join("state.json"), &state)?;
+        writeln!(log, "{}", serde_json::to_string(&entry)?)?;
+        eprintln!(
+            "epoch {:>3}  loss {:.4}  valid HR@10 {:.4} NDCG@10 {:.4}{}  {:.0}s train ({:.0} tok/s, {:.0} targets/s) + {:.0}s valid",
+            entry.epoch,
+            entry.train_loss,
+            entry.valid_hr10,
+            entry.valid_ndcg10,
+            if improved { " *" } else { "" },
+            train_s,
+            entry.tokens_per_s,
+            entry.targets_per_s,
+            eval_s
+        );
+        if state.epochs_without_improvement >= args.patience {
+            eprintln!(
+                "early stop: no improvement for {} epochs (best epoch {})",
+                args.patience, state.best_epoch
+            );
+            break;
+        }
+    }
+    Ok(state)
+}
