@@ -1,7 +1,7 @@
 //! Ranking metrics with one relevant item per row: HR@K and NDCG@K.
 //!
 //! `pos` is the 0-based rank of the target among the returned items (`None` when it is
-//! absent). HR@K = 1[pos < K], NDCG@K = 1[pos < K] / log2(pos + 2) (UGR-METHOD section 1).
+//! absent). `HR@K = 1[pos < K]`, `NDCG@K = 1[pos < K] / log2(pos + 2)` (UGR-METHOD section 1).
 //! This is the project's only metrics routine: evaluation, RL validation and the
 //! benchmarks all accumulate into [`RankingMetrics`].
 //!
