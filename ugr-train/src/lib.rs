@@ -7,7 +7,7 @@
 //! | [`train`] | SFT: batches, AdamW, schedule, early stopping, checkpoints, run directories |
 //! | [`eval`] | evaluation with ugr-core's beam search and metrics |
 //! | [`baselines`] | popularity and last-item-transition baselines |
-//! | [`bench`] | `ugr bench train`: throughput tables |
+//! | [`bench`](mod@bench) | `ugr bench train`: throughput tables |
 
 pub mod baselines;
 pub mod bench;
