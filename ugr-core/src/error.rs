@@ -135,6 +135,10 @@ pub enum Error {
     /// The payload decoded but violates an invariant (a trie edge out of range, ...).
     #[error("artifact is inconsistent: {0}")]
     Corrupt(&'static str),
+    /// A file could not be read.
+    #[cfg(feature = "std")]
+    #[error("i/o: {0}")]
+    Io(#[source] std::io::Error),
 }
 
 /// Why a SID string did not parse.

@@ -7,7 +7,7 @@
 //!
 //! This crate is `#![no_std]` + `alloc`: it runs on a phone or a microcontroller-class
 //! device as well as in a server. Feature `std` adds `std` error integration; feature
-//! `onnx` (implies `std`) is reserved for the tract-onnx backend.
+//! `onnx` (implies `std`) adds the tract-onnx backend and the serving `Engine`.
 //!
 //! | module | what lives there |
 //! |---|---|
@@ -16,8 +16,9 @@
 //! | [`model`] | the [`SidModel`] trait the search drives; test models |
 //! | [`search`] | the one beam search: exact constraint, pruning, confidence |
 //! | [`confidence`] | confidence fields, calibration maps |
-//! | [`artifact`] | the versioned, checksummed model bundle |
+//! | [`artifact`], [`contract`] | the versioned, checksummed model bundle; the exported model's description |
 //! | [`math`] | log-sum-exp and friends |
+//! | `onnx` (feature `onnx`) | the tract backend, the model contract and the `Engine` |
 //! | [`metrics`] | HR@K and NDCG@K (the one metrics routine) |
 //!
 //! ```
@@ -51,11 +52,14 @@ extern crate std;
 pub mod artifact;
 pub mod catalog;
 pub mod confidence;
+pub mod contract;
 mod error;
 pub mod ids;
 pub mod math;
 pub mod metrics;
 pub mod model;
+#[cfg(feature = "onnx")]
+pub mod onnx;
 pub mod search;
 pub mod sid;
 pub mod trie;

@@ -1,0 +1,49 @@
+//! The exported model's description, stored as JSON in an artifact's model section.
+//!
+//! It tells a backend which graphs exist and how to feed them; the full input/output
+//! contract (names, shapes, dtypes) is documented in `ugr_core::onnx` (feature `onnx`).
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use serde::{Deserialize, Serialize};
+
+/// The `format` value of this contract.
+pub const CONTRACT_FORMAT: &str = "ugr-onnx-1";
+
+/// How history items enter the exported encoder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HistoryPositions {
+    /// One position per item: input `items` `[R, T, L]`.
+    Item,
+    /// L positions per item: input `tokens` `[R, T]`.
+    Token,
+}
+
+/// Description of an exported model (JSON in [`ModelSection::config_json`](crate::ModelSection)).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelContract {
+    /// Always [`CONTRACT_FORMAT`].
+    pub format: String,
+    /// Codebook size per SID level (must equal the catalog's vocabulary).
+    pub codebooks: Vec<u32>,
+    /// Model width.
+    pub d_model: u32,
+    /// Attention heads of the SID head (KV cache: `[R, heads, positions, d_model / heads]`).
+    pub heads: u32,
+    /// SID-head layers (one `past.<i>.k` / `past.<i>.v` pair each).
+    pub head_layers: u32,
+    /// History items the encoder reads (the most recent ones).
+    pub max_history: u32,
+    /// Item or token positions.
+    pub history: HistoryPositions,
+    /// Rows of the SID identity embedding (0 = no `sid_rows` input).
+    pub sid_embeddings: u32,
+    /// Whether a `confidence` graph exists.
+    pub confidence: bool,
+    /// `"level"` or `"trie"`: the normalisation the model was trained with.
+    pub normalization: String,
+    /// `"f32"` or `"f16"`: how weights are stored (compute is f32).
+    pub weights: String,
+}

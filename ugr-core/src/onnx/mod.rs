@@ -1,0 +1,457 @@
+//! The tract-onnx backend (feature `onnx`): runs an exported model behind [`SidModel`].
+//!
+//! # Model contract
+//!
+//! An artifact's [`ModelSection`] holds a JSON [`ModelContract`] and these ONNX graphs
+//! (IR 8, opset 17, standard operators, weights as initializers, float32 compute). `R` is
+//! the symbolic number of rows, `T` the symbolic encoder length, `L` the SID levels, `H`
+//! the heads, `dh = d_model / H`. Token ids follow [`crate::vocab`].
+//!
+//! | graph | inputs | outputs |
+//! |---|---|---|
+//! | `prefill` | `items` i64 `[R, T, L]` (item positions: row 0 of each request is `[BOS, PAD, ...]`, then one row of level tokens per history item, PAD-padded) **or** `tokens` i64 `[R, T]` (token positions: `BOS`, then L tokens per item); `sid_rows` i64 `[R, T]` when `sid_embeddings > 0` (catalog SID index + 1 at each item's last position, else 0); `last` i64 `[R]` (flat index `r * T + p` of the row's last history position, 0 for an empty history) | `logits` f32 `[R, C_0]` (level 0 codebook); `present.<i>.k`, `present.<i>.v` f32 `[R, H, 1, dh]` per head layer |
+//! | `step_<l>`, `l = 1..L` | `token` i64 `[R]` (the level `l-1` code's token id); `past.<i>.k`, `past.<i>.v` f32 `[R, H, l, dh]` | `logits` f32 `[R, C_l]`; `present.<i>.{k,v}` `[R, H, l + 1, dh]` |
+//! | `confidence` (when `confidence`) | `tokens` i64 `[R, 2]` (last code token, `CONF_Q`); `past.<i>.{k,v}` `[R, H, L, dh]` | `logits` f32 `[R, 2]` (`C_LOW`, `C_HIGH`) |
+//!
+//! The histories are truncated to the last `max_history` items by the caller (this
+//! backend does it). The KV cache lives in Rust between calls: rows are gathered by beam
+//! parent before each step, so the beam search's re-selection costs one copy per layer.
+//!
+//! Every step graph has fixed shapes but for `R`; [`TractModel::warm`] builds plans with
+//! `R` concretised for the row counts a service expects (tract optimises them further),
+//! and the symbolic plan serves every other count.
+
+mod engine;
+
+pub use engine::Engine;
+
+use std::collections::HashMap;
+use std::format;
+use std::ops::Range;
+use std::string::String;
+use std::sync::{Arc, RwLock};
+use std::vec;
+use std::vec::Vec;
+
+use tract_onnx::prelude::*;
+
+use crate::contract::{CONTRACT_FORMAT, HistoryPositions, ModelContract};
+use crate::{Catalog, ModelSection, Normalization, Sid, SidModel, Special, Step};
+
+/// Why the backend could not load or run a model.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OnnxError {
+    /// The contract or graphs do not fit this backend or the catalog.
+    #[error("model contract: {0}")]
+    Contract(&'static str),
+    /// tract failed to load, optimise or run a graph.
+    #[error("tract: {0}")]
+    Tract(String),
+    /// A call that the contract does not allow (wrong level range, too many tokens).
+    #[error("unsupported call: {0}")]
+    Unsupported(&'static str),
+}
+
+fn tract_err(e: impl std::fmt::Display) -> OnnxError {
+    OnnxError::Tract(format!("{e:#}"))
+}
+
+type Plan = Arc<TypedRunnableModel>;
+
+/// One graph: its symbolic plan, input/output positions by name, concretised plans by `R`.
+struct Graph {
+    typed: TypedModel,
+    plan: Plan,
+    inputs: HashMap<String, usize>,
+    outputs: HashMap<String, usize>,
+    concrete: RwLock<HashMap<usize, Plan>>,
+}
+
+impl Graph {
+    fn load(bytes: &[u8]) -> Result<Graph, OnnxError> {
+        let model = tract_onnx::onnx()
+            .model_for_read(&mut &bytes[..])
+            .map_err(tract_err)?;
+        let typed = model
+            .into_typed()
+            .map_err(tract_err)?
+            .into_decluttered()
+            .map_err(tract_err)?;
+        let label = |outlet: &OutletId| typed.node(outlet.node).name.clone();
+        let inputs = typed
+            .input_outlets()
+            .map_err(tract_err)?
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (label(o), i))
+            .collect();
+        let outputs = typed
+            .output_outlets()
+            .map_err(tract_err)?
+            .iter()
+            .enumerate()
+            .map(|(i, o)| {
+                (
+                    typed
+                        .outlet_label(*o)
+                        .map(String::from)
+                        .unwrap_or_else(|| label(o)),
+                    i,
+                )
+            })
+            .collect();
+        let plan = typed
+            .clone()
+            .into_optimized()
+            .map_err(tract_err)?
+            .into_runnable()
+            .map_err(tract_err)?;
+        Ok(Graph {
+            typed,
+            plan,
+            inputs,
+            outputs,
+            concrete: RwLock::new(HashMap::new()),
+        })
+    }
+
+    fn input(&self, name: &str) -> Result<usize, OnnxError> {
+        self.inputs
+            .get(name)
+            .copied()
+            .ok_or(OnnxError::Contract("a graph lacks an input of the contract"))
+    }
+
+    fn output(&self, name: &str) -> Result<usize, OnnxError> {
+        self.outputs
+            .get(name)
+            .copied()
+            .ok_or(OnnxError::Contract("a graph lacks an output of the contract"))
+    }
+
+    /// Builds the plan with `R = rows` (once per row count).
+    fn warm(&self, rows: usize) -> Result<(), OnnxError> {
+        if self
+            .concrete
+            .read()
+            .map_err(|_| OnnxError::Tract("poisoned".into()))?
+            .contains_key(&rows)
+        {
+            return Ok(());
+        }
+        let r = self.typed.symbols.sym("R");
+        let subs: HashMap<Symbol, TDim> = [(r, TDim::Val(rows as i64))].into_iter().collect();
+        let plan = self
+            .typed
+            .set_symbols(&subs)
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable())
+            .map_err(tract_err)?;
+        self.concrete
+            .write()
+            .map_err(|_| OnnxError::Tract("poisoned".into()))?
+            .insert(rows, plan);
+        Ok(())
+    }
+
+    fn run(&self, rows: usize, inputs: TVec<TValue>) -> Result<TVec<TValue>, OnnxError> {
+        let concrete = self.concrete.read().ok().and_then(|m| m.get(&rows).cloned());
+        concrete
+            .as_ref()
+            .unwrap_or(&self.plan)
+            .run(inputs)
+            .map_err(tract_err)
+    }
+}
+
+/// An exported model run by tract.
+pub struct TractModel {
+    contract: ModelContract,
+    catalog: Arc<Catalog>,
+    prefill: Graph,
+    steps: Vec<Graph>,
+    confidence: Option<Graph>,
+}
+
+impl std::fmt::Debug for TractModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TractModel")
+            .field("contract", &self.contract)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Decoding state: the SID head's keys and values per layer, and the last logits.
+#[derive(Debug, Default)]
+pub struct TractCache {
+    rows: usize,
+    position: usize,
+    kv: Vec<Tensor>,
+    logits: Vec<f32>,
+}
+
+fn i64_tensor(shape: &[usize], data: Vec<i64>) -> Result<TValue, OnnxError> {
+    Ok(tract_ndarray::ArrayD::from_shape_vec(shape, data)
+        .map_err(tract_err)?
+        .into_tvalue())
+}
+
+impl TractModel {
+    /// Loads the graphs of `section` for `catalog`; checks the contract against the catalog.
+    pub fn new(section: &ModelSection, catalog: Arc<Catalog>) -> Result<TractModel, OnnxError> {
+        let contract: ModelContract = serde_json::from_str(&section.config_json)
+            .map_err(|_| OnnxError::Contract("config is not a model contract"))?;
+        if contract.format != CONTRACT_FORMAT {
+            return Err(OnnxError::Contract("unknown contract format"));
+        }
+        if contract.codebooks != catalog.vocab().codebook_sizes() {
+            return Err(OnnxError::Contract("codebooks differ from the catalog's"));
+        }
+        if contract.heads == 0 || !contract.d_model.is_multiple_of(contract.heads) || contract.head_layers == 0 {
+            return Err(OnnxError::Contract("bad head sizes"));
+        }
+        if contract.sid_embeddings as usize > catalog.sid_count() + 1 {
+            return Err(OnnxError::Contract("more SID embeddings than catalog SIDs"));
+        }
+        let graph = |name: &str| -> Result<Graph, OnnxError> {
+            let blob = section
+                .graphs
+                .iter()
+                .find(|g| g.name == name)
+                .ok_or(OnnxError::Contract("a graph of the contract is missing"))?;
+            Graph::load(&blob.bytes)
+        };
+        let levels = contract.codebooks.len();
+        let prefill = graph("prefill")?;
+        let steps = (1..levels)
+            .map(|l| graph(&format!("step_{l}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let confidence = if contract.confidence {
+            Some(graph("confidence")?)
+        } else {
+            None
+        };
+        Ok(TractModel {
+            contract,
+            catalog,
+            prefill,
+            steps,
+            confidence,
+        })
+    }
+
+    /// The model's contract.
+    pub fn contract(&self) -> &ModelContract {
+        &self.contract
+    }
+
+    /// The normalisation the model was trained with.
+    pub fn normalization(&self) -> Normalization {
+        if self.contract.normalization == "trie" {
+            Normalization::Trie
+        } else {
+            Normalization::Level
+        }
+    }
+
+    /// Builds concretised step plans for these row counts (e.g. the beam width for one request).
+    pub fn warm(&self, rows: &[usize]) -> Result<(), OnnxError> {
+        for &r in rows {
+            for g in self.steps.iter().chain(&self.confidence) {
+                g.warm(r)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn take_outputs(
+        &self,
+        g: &Graph,
+        cache: &mut TractCache,
+        mut out: TVec<TValue>,
+    ) -> Result<(), OnnxError> {
+        let logits = out[g.output("logits")?]
+            .try_as_plain_ram()
+            .and_then(|v| v.as_slice::<f32>())
+            .map_err(tract_err)?
+            .to_vec();
+        cache.logits = logits;
+        if g.outputs.len() > 1 {
+            let mut kv = Vec::with_capacity(2 * self.contract.head_layers as usize);
+            for i in 0..self.contract.head_layers {
+                for kind in ["k", "v"] {
+                    let at = g.output(&format!("present.{i}.{kind}"))?;
+                    let t = std::mem::replace(&mut out[at], Tensor::default().into_tvalue());
+                    kv.push(t.into_tensor());
+                }
+            }
+            cache.kv = kv;
+        }
+        Ok(())
+    }
+
+    /// Rows of `past` (`[R_old, H, P, dh]`) re-ordered by `parents`.
+    fn gather(past: &Tensor, parents: &[u32]) -> Result<TValue, OnnxError> {
+        let shape = past.shape();
+        let row: usize = shape[1..].iter().product();
+        let src = past
+            .try_as_plain_ram()
+            .and_then(|v| v.as_slice::<f32>())
+            .map_err(tract_err)?;
+        let mut data = Vec::with_capacity(parents.len() * row);
+        for &p in parents {
+            let p = p as usize;
+            if (p + 1) * row > src.len() {
+                return Err(OnnxError::Unsupported("parent row out of range"));
+            }
+            data.extend_from_slice(&src[p * row..(p + 1) * row]);
+        }
+        let mut new_shape: Vec<usize> = shape.to_vec();
+        new_shape[0] = parents.len();
+        Ok(tract_ndarray::ArrayD::from_shape_vec(new_shape, data)
+            .map_err(tract_err)?
+            .into_tvalue())
+    }
+}
+
+impl SidModel for TractModel {
+    type Cache = TractCache;
+    type Error = OnnxError;
+
+    fn has_confidence(&self) -> bool {
+        self.contract.confidence
+    }
+
+    fn new_cache(&self) -> TractCache {
+        TractCache::default()
+    }
+
+    fn prefill(
+        &self,
+        cache: &mut TractCache,
+        histories: &[&[Sid]],
+        logits_for: Range<u32>,
+    ) -> Result<(), OnnxError> {
+        let vocab = self.catalog.vocab();
+        if logits_for != vocab.level_tokens(0) {
+            return Err(OnnxError::Unsupported(
+                "the exported graphs compute level logits only (Level or Trie normalisation)",
+            ));
+        }
+        let l = vocab.levels();
+        let per_item = match self.contract.history {
+            HistoryPositions::Item => 1,
+            HistoryPositions::Token => l,
+        };
+        let max_h = self.contract.max_history as usize;
+        let recent: Vec<&[Sid]> = histories
+            .iter()
+            .map(|h| &h[h.len().saturating_sub(max_h)..])
+            .collect();
+        let r = histories.len();
+        let t = 1 + per_item * recent.iter().map(|h| h.len()).max().unwrap_or(0);
+        let pad = i64::from(Special::Pad.token().as_u32());
+        let bos = i64::from(Special::Bos.token().as_u32());
+        let width = if per_item == 1 { l } else { 1 };
+        let mut ids = vec![pad; r * t * width];
+        let mut sid_rows = vec![0i64; r * t];
+        let mut last = Vec::with_capacity(r);
+        for (row, h) in recent.iter().enumerate() {
+            ids[row * t * width] = bos;
+            for (i, sid) in h.iter().enumerate() {
+                vocab
+                    .check(sid)
+                    .map_err(|_| OnnxError::Unsupported("history SID outside the vocabulary"))?;
+                let tokens = sid
+                    .codes()
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &c)| i64::from(vocab.code_token(k, c).as_u32()));
+                let at = row * t * width + (1 + i * per_item) * width;
+                for (k, tok) in tokens.enumerate() {
+                    ids[at + k] = tok;
+                }
+                let s = self.catalog.lookup(sid).map_or(0, |s| i64::from(s) + 1);
+                sid_rows[row * t + (1 + i) * per_item] = if s < i64::from(self.contract.sid_embeddings) {
+                    s
+                } else {
+                    0
+                };
+            }
+            last.push((row * t + h.len() * per_item) as i64);
+        }
+        let g = &self.prefill;
+        let mut inputs: Vec<(usize, TValue)> = Vec::new();
+        match self.contract.history {
+            HistoryPositions::Item => inputs.push((g.input("items")?, i64_tensor(&[r, t, l], ids)?)),
+            HistoryPositions::Token => inputs.push((g.input("tokens")?, i64_tensor(&[r, t], ids)?)),
+        }
+        if self.contract.sid_embeddings > 0 {
+            inputs.push((g.input("sid_rows")?, i64_tensor(&[r, t], sid_rows)?));
+        }
+        inputs.push((g.input("last")?, i64_tensor(&[r], last)?));
+        inputs.sort_by_key(|e| e.0);
+        let out = g
+            .plan
+            .run(inputs.into_iter().map(|e| e.1).collect())
+            .map_err(tract_err)?;
+        cache.rows = r;
+        cache.position = 1;
+        self.take_outputs(g, cache, out)
+    }
+
+    fn step(&self, cache: &mut TractCache, step: &Step<'_>) -> Result<(), OnnxError> {
+        let vocab = self.catalog.vocab();
+        let rows = step.rows();
+        if step.tokens.len() != rows * step.tokens_per_row {
+            return Err(OnnxError::Unsupported("tokens do not match rows"));
+        }
+        let (g, token_input, shape) = match step.tokens_per_row {
+            1 => {
+                let level = cache.position;
+                if level == 0 || level >= vocab.levels() || step.logits_for != vocab.level_tokens(level) {
+                    return Err(OnnxError::Unsupported(
+                        "step logits must be the next level's codebook",
+                    ));
+                }
+                (&self.steps[level - 1], "token", vec![rows])
+            }
+            2 => {
+                let lo = Special::CLow.token().as_u32();
+                if cache.position != vocab.levels() || step.logits_for != (lo..lo + 2) {
+                    return Err(OnnxError::Unsupported("confidence must follow the last level"));
+                }
+                let g = self
+                    .confidence
+                    .as_ref()
+                    .ok_or(OnnxError::Unsupported("the model has no confidence graph"))?;
+                (g, "tokens", vec![rows, 2])
+            }
+            _ => return Err(OnnxError::Unsupported("1 or 2 tokens per row")),
+        };
+        let tokens: Vec<i64> = step.tokens.iter().map(|t| i64::from(t.as_u32())).collect();
+        let mut inputs: Vec<(usize, TValue)> = vec![(g.input(token_input)?, i64_tensor(&shape, tokens)?)];
+        for i in 0..self.contract.head_layers as usize {
+            for (j, kind) in ["k", "v"].into_iter().enumerate() {
+                let past = cache
+                    .kv
+                    .get(2 * i + j)
+                    .ok_or(OnnxError::Unsupported("step before prefill"))?;
+                inputs.push((
+                    g.input(&format!("past.{i}.{kind}"))?,
+                    Self::gather(past, step.parents)?,
+                ));
+            }
+        }
+        inputs.sort_by_key(|e| e.0);
+        let out = g.run(rows, inputs.into_iter().map(|e| e.1).collect())?;
+        cache.rows = rows;
+        cache.position += step.tokens_per_row;
+        self.take_outputs(g, cache, out)
+    }
+
+    fn logits<'a>(&'a self, cache: &'a TractCache) -> &'a [f32] {
+        &cache.logits
+    }
+}
