@@ -13,6 +13,7 @@ pub mod baselines;
 pub mod bench;
 pub mod data;
 pub mod eval;
+pub mod export;
 pub mod model;
 pub mod train;
 

@@ -26,6 +26,10 @@ enum Command {
     Train(TrainCommand),
     /// Evaluate a run on a split: HR@K and NDCG@K (K = 1, 3, 5, 10, 20) next to the baselines.
     Eval(EvalArgs),
+    /// Export a run to one artifact: catalog, trie, titles, calibration and ONNX graphs.
+    Export(ExportArgs),
+    /// Recommend for a history with an exported artifact (the embedded engine).
+    Recommend(RecommendArgs),
     /// Dataset tools.
     #[command(subcommand)]
     Data(DataCommand),
@@ -179,6 +183,48 @@ struct EvalArgs {
     device: DeviceKind,
 }
 
+#[derive(Args)]
+struct ExportArgs {
+    /// Run directory.
+    #[arg(long)]
+    run: PathBuf,
+    /// Artifact to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Store weights as f16 (half the size; compute stays f32).
+    #[arg(long)]
+    f16: bool,
+    /// Weights file inside the run.
+    #[arg(long, default_value = "model.safetensors")]
+    weights: String,
+}
+
+#[derive(Args)]
+struct RecommendArgs {
+    /// Artifact written by `ugr export`.
+    #[arg(long)]
+    model: PathBuf,
+    /// History item ids, most recent last, separated by spaces or commas.
+    #[arg(long, default_value = "")]
+    history: String,
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    #[arg(long, default_value_t = 20)]
+    beam: usize,
+    /// Never recommend an item of the history.
+    #[arg(long)]
+    exclude_history: bool,
+    /// Beam pruning: off, fixed:<nats>, or adaptive:<min>:<max>.
+    #[arg(long, default_value = "off")]
+    prune: String,
+    /// Drop items whose calibrated confidence is below this.
+    #[arg(long)]
+    min_confidence: Option<f32>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Subcommand)]
 enum DataCommand {
     /// Read a dataset and print its summary.
@@ -201,6 +247,8 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Train(TrainCommand::Sft(a)) => train_sft(&a),
         Command::Eval(a) => eval_run(&a),
+        Command::Export(a) => export(&a),
+        Command::Recommend(a) => recommend(&a),
         Command::Data(DataCommand::Summary(a)) => {
             let ds = data::load(&a.data, &a.load_options())?;
             print!("{}", ds.summary());
@@ -391,6 +439,119 @@ fn bench_train(
         println!(
             "{:<28} {:>10} {:>10.1} {:>12.0} {:>12.0} {:>14.1}",
             r.name, r.parameters, r.ms_per_step, r.tokens_per_s, r.targets_per_s, r.eval_requests_per_s
+        );
+    }
+    Ok(())
+}
+
+fn export(a: &ExportArgs) -> Result<()> {
+    let run = train::load_run(&a.run, &a.weights, &candle_core::Device::Cpu)?;
+    let ds = data::load(&run.info.sft.data, &run.info.sft.load)?;
+    let calibration = ugr_train::export::run_calibration(&a.run)?;
+    let bundle = ugr_train::export::bundle(
+        &run,
+        &ds,
+        calibration,
+        ugr_train::export::ExportOptions { f16: a.f16 },
+    )?;
+    let bytes = bundle.to_bytes()?;
+    std::fs::write(&a.out, &bytes).with_context(|| format!("writing {}", a.out.display()))?;
+    let graphs: usize = bundle
+        .model
+        .as_ref()
+        .map_or(0, |m| m.graphs.iter().map(|g| g.bytes.len()).sum());
+    eprintln!(
+        "wrote {}: {} bytes ({} of ONNX graphs, weights {}), {} items",
+        a.out.display(),
+        bytes.len(),
+        graphs,
+        if a.f16 { "f16" } else { "f32" },
+        bundle.catalog.len()
+    );
+    Ok(())
+}
+
+/// Parses `off`, `fixed:<m>` or `adaptive:<min>:<max>`.
+fn parse_pruning(s: &str) -> Result<ugr_core::Pruning> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let num = |i: usize| -> Result<f32> {
+        parts
+            .get(i)
+            .ok_or_else(|| anyhow::anyhow!("--prune {s}: missing number"))?
+            .parse()
+            .with_context(|| format!("--prune {s}"))
+    };
+    Ok(match parts[0] {
+        "off" => ugr_core::Pruning::Off,
+        "fixed" => ugr_core::Pruning::Fixed { margin: num(1)? },
+        "adaptive" => ugr_core::Pruning::Adaptive {
+            min_margin: num(1)?,
+            max_margin: num(2)?,
+            levels: 1,
+        },
+        _ => anyhow::bail!("--prune must be off, fixed:<nats> or adaptive:<min>:<max>"),
+    })
+}
+
+fn recommend(a: &RecommendArgs) -> Result<()> {
+    let engine =
+        ugr_core::onnx::Engine::open(&a.model).with_context(|| format!("opening {}", a.model.display()))?;
+    let history = a
+        .history
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse::<u32>()
+                .map(ugr_core::ItemId::new)
+                .with_context(|| format!("history item {t:?}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let opts = ugr_core::SearchOptions {
+        beam: a.beam,
+        top_k: a.k,
+        exclude_history: a.exclude_history,
+        pruning: parse_pruning(&a.prune)?,
+        min_confidence: a.min_confidence,
+        ..ugr_core::SearchOptions::default()
+    };
+    let recs = engine.recommend(&history, &opts)?;
+    if a.json {
+        let items: Vec<serde_json::Value> = recs
+            .items
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "item": r.item.as_u32(),
+                    "title": engine.title(r.item),
+                    "sid": engine.catalog().sid(r.sid_index).to_string(),
+                    "score": r.score,
+                    "log_prob": r.log_prob,
+                    "posterior": r.posterior,
+                    "learned_confidence": r.learned_confidence,
+                    "confidence": r.confidence,
+                    "hybrid": r.hybrid,
+                })
+            })
+            .collect();
+        let out = serde_json::json!({ "history": history.iter().map(|i| i.as_u32()).collect::<Vec<_>>(),
+            "items": items, "model_rows": recs.stats.model_rows });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!(
+        "{:>4} {:>7}  {:<24} {:>8} {:>9} {:>10}  title",
+        "rank", "item", "SID", "score", "posterior", "confidence"
+    );
+    for (i, r) in recs.items.iter().enumerate() {
+        println!(
+            "{:>4} {:>7}  {:<24} {:>8.3} {:>9.3} {:>10.3}  {}",
+            i + 1,
+            r.item.as_u32(),
+            engine.catalog().sid(r.sid_index).to_string(),
+            r.score,
+            r.posterior,
+            r.confidence,
+            engine.title(r.item).unwrap_or("")
         );
     }
     Ok(())

@@ -1,0 +1,115 @@
+//! `ugr export`: a trained run -> one artifact (`model.ugr`) holding the catalog, the trie,
+//! item titles, the calibration map (when the run has one) and the ONNX graphs.
+
+pub mod graphs;
+pub mod onnx;
+
+use anyhow::{Context, Result};
+use ugr_core::contract::{CONTRACT_FORMAT, HistoryPositions, ModelContract};
+use ugr_core::{Blob, Bundle, Calibration, Normalization};
+
+use self::graphs::Weights;
+use crate::data::Dataset;
+use crate::model::{HistoryEncoding, ModelConfig};
+use crate::train::LoadedRun;
+
+/// Export options.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExportOptions {
+    /// Store weights as f16 (halves the file; compute stays f32).
+    pub f16: bool,
+}
+
+/// The contract describing an exported model.
+pub fn contract(cfg: &ModelConfig, f16: bool) -> ModelContract {
+    ModelContract {
+        format: CONTRACT_FORMAT.into(),
+        codebooks: cfg.codebooks.clone(),
+        d_model: cfg.d_model as u32,
+        heads: cfg.heads as u32,
+        head_layers: cfg.head_layers as u32,
+        max_history: cfg.max_history as u32,
+        history: match cfg.history {
+            HistoryEncoding::Item => HistoryPositions::Item,
+            HistoryEncoding::Token => HistoryPositions::Token,
+        },
+        sid_embeddings: cfg.sid_embeddings as u32,
+        confidence: cfg.confidence,
+        normalization: match cfg.normalization() {
+            Normalization::Trie => "trie".into(),
+            _ => "level".into(),
+        },
+        weights: if f16 { "f16".into() } else { "f32".into() },
+    }
+}
+
+/// Builds the ONNX graphs of a loaded run.
+pub fn graphs(run: &LoadedRun, opts: ExportOptions) -> Result<Vec<Blob>> {
+    let cfg = &run.info.model;
+    let vocab = cfg.vocab()?;
+    let data = run
+        .varmap
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned var map"))?;
+    let w = Weights::new(&data);
+    let mut out = vec![Blob {
+        name: "prefill".into(),
+        bytes: graphs::prefill(&w, cfg, &vocab, opts.f16).context("exporting prefill")?,
+    }];
+    for level in 1..cfg.levels() {
+        out.push(Blob {
+            name: format!("step_{level}"),
+            bytes: graphs::step(&w, cfg, &vocab, level, opts.f16)
+                .with_context(|| format!("exporting step_{level}"))?,
+        });
+    }
+    if cfg.confidence {
+        out.push(Blob {
+            name: "confidence".into(),
+            bytes: graphs::confidence(&w, cfg, opts.f16).context("exporting confidence")?,
+        });
+    }
+    Ok(out)
+}
+
+/// The artifact of a run: its dataset's catalog (the one it was trained with), titles,
+/// the calibration map if given, and the graphs.
+pub fn bundle(
+    run: &LoadedRun,
+    ds: &Dataset,
+    calibration: Option<Calibration>,
+    opts: ExportOptions,
+) -> Result<Bundle> {
+    let contract = contract(&run.info.model, opts.f16);
+    if contract.codebooks != ds.catalog.vocab().codebook_sizes() {
+        anyhow::bail!("the run's codebooks do not match the dataset's SID index");
+    }
+    let titles = (!ds.titles.is_empty()).then(|| {
+        ds.catalog
+            .item_ids()
+            .iter()
+            .map(|i| ds.titles.get(i).cloned().unwrap_or_default())
+            .collect()
+    });
+    Ok(Bundle {
+        catalog: ds.catalog.clone(),
+        calibration,
+        titles,
+        model: Some(ugr_core::ModelSection {
+            config_json: serde_json::to_string(&contract)?,
+            graphs: graphs(run, opts)?,
+        }),
+    })
+}
+
+/// The calibration map a run saved (`calibration.json`, written by the RL stage), if any.
+pub fn run_calibration(dir: &std::path::Path) -> Result<Option<Calibration>> {
+    let path = dir.join("calibration.json");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let c: Calibration = crate::train::read_json(&path)?;
+    c.validate()?;
+    Ok(Some(c))
+}
