@@ -46,4 +46,10 @@ pub struct ModelContract {
     pub normalization: String,
     /// `"f32"` or `"f16"`: how weights are stored (compute is f32).
     pub weights: String,
+    /// User-encoder layers (informational, for FLOP accounting; 0 when not recorded).
+    #[serde(default)]
+    pub encoder_layers: u32,
+    /// Feed-forward width of every block (informational, like `encoder_layers`).
+    #[serde(default)]
+    pub d_ff: u32,
 }

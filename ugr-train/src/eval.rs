@@ -14,7 +14,7 @@ use std::time::Instant;
 use candle_core::Result;
 use serde::{Deserialize, Serialize};
 use ugr_core::metrics::{CUTOFFS, RankingMetrics};
-use ugr_core::{BeamSearch, Catalog, ItemId, SearchOptions, Sid};
+use ugr_core::{BeamSearch, Catalog, ItemId, Normalization, SearchOptions, Sid, SidModel};
 
 use crate::data::Example;
 use crate::model::{CandleModel, SidTransformer};
@@ -103,46 +103,131 @@ pub fn evaluate(
     rows: &[Example],
     beam: usize,
     batch: usize,
-    mut progress: impl FnMut(usize),
+    progress: impl FnMut(usize),
 ) -> Result<EvalResult> {
-    let start = Instant::now();
     let decoder = CandleModel::new(model, catalog);
-    let mut search = BeamSearch::new(catalog);
-    let opts = SearchOptions {
+    let opts = eval_options(beam, model.config().normalization());
+    let (result, _) = evaluate_search(&decoder, catalog, rows, &opts, batch, false, progress)
+        .map_err(candle_core::Error::wrap)?;
+    Ok(result)
+}
+
+/// The search options of an evaluation: top-20 returned, no learned-confidence step.
+pub fn eval_options(beam: usize, normalization: Normalization) -> SearchOptions {
+    SearchOptions {
         beam,
         top_k: *CUTOFFS.last().unwrap_or(&20),
         learned_confidence: false,
-        normalization: model.config().normalization(),
+        normalization,
         ..SearchOptions::default()
-    };
+    }
+}
+
+/// The returned list of one row: `(item, score)` best first.
+pub type Ranked = Vec<(ItemId, f32)>;
+
+/// Evaluates any [`SidModel`] (the candle model, the exported engine's tract model) with
+/// ugr-core's beam search and `opts`; `keep` also returns every row's list (for parity).
+pub fn evaluate_search<M: SidModel>(
+    model: &M,
+    catalog: &Catalog,
+    rows: &[Example],
+    opts: &SearchOptions,
+    batch: usize,
+    keep: bool,
+    mut progress: impl FnMut(usize),
+) -> ugr_core::Result<(EvalResult, Vec<Ranked>)> {
+    let start = Instant::now();
+    let mut search = BeamSearch::new(catalog);
     let mut item = RankingMetrics::default();
     let mut sid = RankingMetrics::default();
     let mut model_rows = 0u64;
     let mut done = 0;
+    let mut lists = Vec::new();
     for chunk in rows.chunks(batch.max(1)) {
         let histories: Vec<&[ItemId]> = chunk.iter().map(|e| e.history.as_slice()).collect();
-        let results = search
-            .run(&decoder, &histories, &opts)
-            .map_err(candle_core::Error::wrap)?;
+        let results = search.run(model, &histories, opts)?;
         for (e, r) in chunk.iter().zip(&results) {
             let returned: Vec<ItemId> = r.items.iter().map(|x| x.item).collect();
             let (pi, ps) = ranks(catalog, &returned, e.target);
             item.add(pi);
             sid.add(ps);
             model_rows += u64::from(r.stats.model_rows);
+            if keep {
+                lists.push(r.items.iter().map(|x| (x.item, x.score)).collect());
+            }
         }
         done += chunk.len();
         progress(done);
     }
     let wall_s = start.elapsed().as_secs_f64();
-    Ok(EvalResult {
+    let result = EvalResult {
         item: MetricTable::of(&item),
         sid: MetricTable::of(&sid),
         rows: rows.len(),
         wall_s,
         recs_per_s: rows.len() as f64 / wall_s.max(1e-9),
         model_rows_per_request: model_rows as f64 / rows.len().max(1) as f64,
-    })
+    };
+    Ok((result, lists))
+}
+
+/// One row whose two lists differ.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ParityException {
+    /// Row index in the evaluated split.
+    pub row: usize,
+    /// First rank where the lists differ.
+    pub rank: usize,
+    /// The reference's item and score at that rank.
+    pub want: (ItemId, f32),
+    /// The other backend's item and score at that rank.
+    pub got: (ItemId, f32),
+    /// `|want score - got score|` at that rank: a near-tie when it is float noise.
+    pub score_gap: f32,
+}
+
+/// How far two backends' top-`k` lists agree.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Parity {
+    /// Rows compared.
+    pub rows: usize,
+    /// Rows with the same top-`k` items in the same order.
+    pub identical: usize,
+    /// Largest score difference at equal ranks over all rows.
+    pub max_score_diff: f32,
+    /// Every row that differs, with the first differing rank.
+    pub exceptions: Vec<ParityException>,
+}
+
+/// Compares the top-`k` of two evaluations of the same rows.
+pub fn parity(want: &[Ranked], got: &[Ranked], k: usize) -> Parity {
+    let mut p = Parity {
+        rows: want.len().min(got.len()),
+        ..Parity::default()
+    };
+    for (row, (w, g)) in want.iter().zip(got).enumerate() {
+        let (w, g) = (&w[..w.len().min(k)], &g[..g.len().min(k)]);
+        for (a, b) in w.iter().zip(g) {
+            p.max_score_diff = p.max_score_diff.max((a.1 - b.1).abs());
+        }
+        match w.iter().zip(g).position(|(a, b)| a.0 != b.0) {
+            None if w.len() == g.len() => p.identical += 1,
+            first => {
+                let rank = first.unwrap_or(w.len().min(g.len()));
+                let want = w.get(rank).copied().unwrap_or((ItemId::new(u32::MAX), f32::NAN));
+                let got = g.get(rank).copied().unwrap_or((ItemId::new(u32::MAX), f32::NAN));
+                p.exceptions.push(ParityException {
+                    row,
+                    rank,
+                    want,
+                    got,
+                    score_gap: (want.1 - got.1).abs(),
+                });
+            }
+        }
+    }
+    p
 }
 
 /// The SIDs of a history (items unknown to the catalog are an error).

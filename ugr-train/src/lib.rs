@@ -8,9 +8,12 @@
 //! | [`eval`] | evaluation with ugr-core's beam search and metrics |
 //! | [`baselines`] | popularity and last-item-transition baselines |
 //! | [`bench`](mod@bench) | `ugr bench train`: throughput tables |
+//! | [`bench_engine`] | `ugr bench engine`: latency, FLOPs and the pruning curve of an exported model |
+//! | [`export`] | ONNX graphs, the model contract and the artifact (`ugr export`) |
 
 pub mod baselines;
 pub mod bench;
+pub mod bench_engine;
 pub mod data;
 pub mod eval;
 pub mod export;

@@ -208,7 +208,10 @@ impl TractModel {
         if contract.codebooks != catalog.vocab().codebook_sizes() {
             return Err(OnnxError::Contract("codebooks differ from the catalog's"));
         }
-        if contract.heads == 0 || !contract.d_model.is_multiple_of(contract.heads) || contract.head_layers == 0 {
+        if contract.heads == 0
+            || !contract.d_model.is_multiple_of(contract.heads)
+            || contract.head_layers == 0
+        {
             return Err(OnnxError::Contract("bad head sizes"));
         }
         if contract.sid_embeddings as usize > catalog.sid_count() + 1 {

@@ -21,6 +21,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The whole job on a built-in default: train, export, recommend with confidence, evaluate.
+    Quickstart(QuickstartArgs),
     /// Train a model.
     #[command(subcommand)]
     Train(TrainCommand),
@@ -43,6 +45,10 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// The exported model in the embedded engine: latency p50/p99 and requests/s on 1 and 2
+    /// threads, model vs search bookkeeping time, FLOPs against the measured peak, and the
+    /// pruning curve (margin vs model rows vs NDCG@10).
+    Engine(BenchEngineArgs),
     /// Training and evaluation throughput at the default model size, item vs token history positions.
     Train {
         #[command(flatten)]
@@ -106,6 +112,9 @@ struct SftCli {
     /// Continue the run in --out from its last epoch.
     #[arg(long)]
     resume: bool,
+    /// Replace a run already in --out (without it, an existing run is never overwritten).
+    #[arg(long, conflicts_with = "resume")]
+    overwrite: bool,
     #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
     device: DeviceKind,
     #[arg(long, default_value_t = 30)]
@@ -181,6 +190,50 @@ struct EvalArgs {
     weights: String,
     #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
     device: DeviceKind,
+    /// Also evaluate this exported artifact (tract) on the same rows and compare its
+    /// top-10 with the run's, row by row.
+    #[arg(long)]
+    engine: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct BenchEngineArgs {
+    /// Artifact written by `ugr export`.
+    #[arg(long)]
+    model: PathBuf,
+    /// The dataset whose histories are served (and scored, for the pruning curve).
+    #[command(flatten)]
+    data: DataArgs,
+    #[arg(long, value_enum, default_value_t = Split::Test)]
+    split: Split,
+    /// Requests timed per latency row.
+    #[arg(long, default_value_t = 2000)]
+    requests: usize,
+    /// Rows scored per point of the pruning curve (0: skip the curve).
+    #[arg(long, default_value_t = 5000)]
+    rows: usize,
+    #[arg(long, default_value_t = 20)]
+    beam: usize,
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    /// Write the tables as JSON here too.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct QuickstartArgs {
+    /// Dataset: `builtin:synthetic` (generated here) or any `--data` that `ugr train sft` reads.
+    #[arg(long, default_value = data::synthetic::BUILTIN)]
+    data: String,
+    /// Run directory (replaced if it holds an earlier quickstart run).
+    #[arg(long, default_value = "runs/quickstart")]
+    out: String,
+    #[arg(long, default_value_t = 8)]
+    epochs: usize,
+    /// Users shown with their recommendations.
+    #[arg(long, default_value_t = 3)]
+    users: usize,
 }
 
 #[derive(Args)]
@@ -243,8 +296,12 @@ enum SidCommand {
 
 fn main() -> Result<()> {
     ugr_train::configure_runtime();
-    let cli = Cli::parse();
-    match cli.command {
+    dispatch(Cli::parse().command)
+}
+
+fn dispatch(command: Command) -> Result<()> {
+    match command {
+        Command::Quickstart(a) => quickstart(&a),
         Command::Train(TrainCommand::Sft(a)) => train_sft(&a),
         Command::Eval(a) => eval_run(&a),
         Command::Export(a) => export(&a),
@@ -255,6 +312,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Sid(SidCommand::Stats { index }) => sid_stats(&index),
+        Command::Bench(BenchCommand::Engine(a)) => bench_engine(&a),
         Command::Bench(BenchCommand::Train {
             data,
             steps,
@@ -265,7 +323,73 @@ fn main() -> Result<()> {
     }
 }
 
+/// Runs each step as the command line a user would type (printed first), through the same parser.
+fn quickstart(a: &QuickstartArgs) -> Result<()> {
+    let run = |line: Vec<String>| -> Result<()> {
+        eprintln!("\n$ ugr {}", line.join(" "));
+        let cli = Cli::try_parse_from(std::iter::once("ugr".to_owned()).chain(line))?;
+        dispatch(cli.command)
+    };
+    let s = |x: &str| x.to_owned();
+    let model = format!("{}/model.ugr", a.out);
+    run(vec![
+        s("train"),
+        s("sft"),
+        s("--data"),
+        a.data.clone(),
+        s("--out"),
+        a.out.clone(),
+        s("--epochs"),
+        a.epochs.to_string(),
+        s("--trie-loss"),
+        s("--overwrite"),
+    ])?;
+    run(vec![
+        s("export"),
+        s("--run"),
+        a.out.clone(),
+        s("--out"),
+        model.clone(),
+    ])?;
+    let info: train::RunInfo = train::read_json(&Path::new(&a.out).join("run.json"))?;
+    let ds = data::load(&info.sft.data, &info.sft.load)?;
+    for e in ds.test.iter().filter(|e| !e.history.is_empty()).take(a.users) {
+        let history: Vec<String> = e
+            .history
+            .iter()
+            .rev()
+            .take(5)
+            .rev()
+            .map(|i| i.to_string())
+            .collect();
+        run(vec![
+            s("recommend"),
+            s("--model"),
+            model.clone(),
+            s("--history"),
+            history.join(" "),
+            s("--k"),
+            s("5"),
+        ])?;
+        eprintln!("(held-out next item: {})", e.target);
+    }
+    run(vec![
+        s("eval"),
+        s("--run"),
+        a.out.clone(),
+        s("--split"),
+        s("test"),
+        s("--engine"),
+        model,
+    ])
+}
+
 fn train_sft(a: &SftCli) -> Result<()> {
+    anyhow::ensure!(
+        a.resume || a.overwrite || !a.out.join("run.json").exists(),
+        "{} already holds a run: pass --resume to continue it, --overwrite to replace it, or another --out",
+        a.out.display()
+    );
     let load = a.data.load_options();
     let args = SftArgs {
         data: a.data.data.clone(),
@@ -330,10 +454,20 @@ fn eval_run(a: &EvalArgs) -> Result<()> {
         rows.truncate(n);
     }
     let pb = indicatif::ProgressBar::new(rows.len() as u64);
-    let result = eval::evaluate(&run.model, &ds.catalog, &rows, a.beam, a.batch, |n| {
+    let decoder = ugr_train::model::CandleModel::new(&run.model, &ds.catalog);
+    let opts = eval::eval_options(a.beam, run.info.model.normalization());
+    let keep = a.engine.is_some();
+    let (result, lists) = eval::evaluate_search(&decoder, &ds.catalog, &rows, &opts, a.batch, keep, |n| {
         pb.set_position(n as u64)
     })?;
     pb.finish_and_clear();
+    let (engine, engine_lines) = match &a.engine {
+        Some(path) => {
+            let (json, lines) = eval_engine(path, &ds, &rows, a, &lists)?;
+            (Some(json), lines)
+        }
+        None => (None, Vec::new()),
+    };
     let baselines = Baselines::fit(&ds.catalog, &ds.train);
     let (pop, trans) = baselines.evaluate(&rows);
     let (pop, trans) = (MetricTable::of(&pop), MetricTable::of(&trans));
@@ -349,6 +483,9 @@ fn eval_run(a: &EvalArgs) -> Result<()> {
     println!("{}", result.sid.row("model (hit = target SID)"));
     println!("{}", trans.row("last-item transitions (floor)"));
     println!("{}", pop.row("popularity"));
+    for line in &engine_lines {
+        println!("{line}");
+    }
     println!(
         "wall {:.1}s, {:.1} recommendations/s, {:.1} model rows per request",
         result.wall_s, result.recs_per_s, result.model_rows_per_request
@@ -365,11 +502,70 @@ fn eval_run(a: &EvalArgs) -> Result<()> {
         "model_sid": result.sid,
         "baseline_last_item_transitions": trans,
         "baseline_popularity": pop,
+        "engine": engine,
     });
     let path = a.run.join("metrics.json");
     std::fs::write(&path, serde_json::to_string_pretty(&metrics)?)?;
     eprintln!("wrote {}", path.display());
     Ok(())
+}
+
+/// Evaluates an exported artifact on the same rows and compares its lists with the run's.
+fn eval_engine(
+    path: &Path,
+    ds: &data::Dataset,
+    rows: &[data::Example],
+    a: &EvalArgs,
+    reference: &[eval::Ranked],
+) -> Result<(serde_json::Value, Vec<String>)> {
+    let engine = ugr_core::onnx::Engine::open(path).with_context(|| format!("opening {}", path.display()))?;
+    anyhow::ensure!(
+        engine.catalog() == &ds.catalog,
+        "{} was exported with another catalog than {}",
+        path.display(),
+        ds.name
+    );
+    let opts = eval::eval_options(a.beam, engine.model().normalization());
+    let pb = indicatif::ProgressBar::new(rows.len() as u64);
+    let (result, lists) = eval::evaluate_search(
+        engine.model(),
+        engine.catalog(),
+        rows,
+        &opts,
+        a.batch,
+        true,
+        |n| pb.set_position(n as u64),
+    )?;
+    pb.finish_and_clear();
+    let parity = eval::parity(reference, &lists, 10);
+    let mut lines = vec![result.item.row("engine (tract; hit = item)")];
+    lines.push(format!(
+        "parity, top-10: {}/{} rows identical in items and order; max score difference {:.2e}; \
+         engine {:.1} recommendations/s",
+        parity.identical, parity.rows, parity.max_score_diff, result.recs_per_s
+    ));
+    for e in parity.exceptions.iter().take(20) {
+        lines.push(format!(
+            "  row {:>6} rank {:>2}: candle {} ({:.6}) vs engine {} ({:.6}), score gap {:.2e}",
+            e.row,
+            e.rank + 1,
+            e.want.0,
+            e.want.1,
+            e.got.0,
+            e.got.1,
+            e.score_gap
+        ));
+    }
+    if parity.exceptions.len() > 20 {
+        lines.push(format!(
+            "  ... {} more (all in metrics.json)",
+            parity.exceptions.len() - 20
+        ));
+    }
+    Ok((
+        serde_json::json!({ "artifact": path, "result": result, "parity": parity }),
+        lines,
+    ))
 }
 
 fn sid_stats(path: &Path) -> Result<()> {
@@ -440,6 +636,151 @@ fn bench_train(
             "{:<28} {:>10} {:>10.1} {:>12.0} {:>12.0} {:>14.1}",
             r.name, r.parameters, r.ms_per_step, r.tokens_per_s, r.targets_per_s, r.eval_requests_per_s
         );
+    }
+    Ok(())
+}
+
+fn bench_engine(a: &BenchEngineArgs) -> Result<()> {
+    use ugr_train::bench_engine as be;
+    let bytes = std::fs::read(&a.model).with_context(|| format!("reading {}", a.model.display()))?;
+    let engine = ugr_core::onnx::Engine::from_bytes(&bytes)?;
+    let ds = data::load(&a.data.data, &a.data.load_options())?;
+    anyhow::ensure!(
+        engine.catalog() == &ds.catalog,
+        "{} was exported with another catalog",
+        a.model.display()
+    );
+    let contract = engine.model().contract().clone();
+    let all = ds.examples(a.split, contract.max_history as usize);
+    let requests = ugr_train::train::sample_rows(&all, a.requests, 7);
+    let histories: Vec<&[ugr_core::ItemId]> = requests.iter().map(|e| e.history.as_slice()).collect();
+    let opts = ugr_core::SearchOptions {
+        beam: a.beam,
+        top_k: a.k,
+        normalization: engine.model().normalization(),
+        ..ugr_core::SearchOptions::default()
+    };
+    println!(
+        "ugr bench engine: {} ({} bytes, weights {}), {} {:?} requests, beam {}, top-{}, learned confidence {}",
+        a.model.display(),
+        bytes.len(),
+        contract.weights,
+        ds.name,
+        a.split,
+        a.beam,
+        a.k,
+        ugr_core::SidModel::has_confidence(engine.model()),
+    );
+    println!(
+        "{:<34} {:>7} {:>9} {:>9} {:>10} {:>11} {:>11}",
+        "backend", "threads", "p50 ms", "p99 ms", "req/s", "model rows", "search %"
+    );
+    let mut rows = Vec::new();
+    // Warm-up (tract allocates its scratch on first use), then the symbolic plan, then plans
+    // concretised for this beam width.
+    be::latency(
+        &engine,
+        "warm-up",
+        &histories[..histories.len().min(50)],
+        &opts,
+        1,
+    )?;
+    for (name, warm) in [
+        ("tract, symbolic plan", false),
+        ("tract, plans concretised for R", true),
+    ] {
+        if warm {
+            engine.warm(a.beam)?;
+        }
+        for threads in [1, 2] {
+            let r = be::latency(&engine, name, &histories, &opts, threads)?;
+            println!(
+                "{:<34} {:>7} {:>9.3} {:>9.3} {:>10.1} {:>11.1} {:>10.1}%",
+                r.backend,
+                r.threads,
+                r.p50_ms,
+                r.p99_ms,
+                r.requests_per_s,
+                r.model_rows,
+                100.0 * (1.0 - r.model_share)
+            );
+            rows.push(r);
+        }
+    }
+    let mean_hist = histories
+        .iter()
+        .map(|h| h.len().min(contract.max_history as usize))
+        .sum::<usize>() as f64
+        / histories.len().max(1) as f64;
+    let best = rows
+        .iter()
+        .filter(|r| r.threads == 1)
+        .min_by(|x, y| x.p50_ms.total_cmp(&y.p50_ms));
+    let peak = be::measured_peak_gflops()?;
+    if let Some(best) = best {
+        let flops = be::flops_per_request(&contract, mean_hist, best.model_rows);
+        println!(
+            "FLOPs per request {:.2} M (history {:.1} items, {:.1} model rows); single-thread f32 matmul peak \
+             {:.1} GFLOP/s -> FLOP bound {:.3} ms; best p50 {:.3} ms = {:.1}% of peak",
+            flops * 1e-6,
+            mean_hist,
+            best.model_rows,
+            peak,
+            flops / (peak * 1e9) * 1e3,
+            best.p50_ms,
+            100.0 * flops / (peak * 1e9) / (best.p50_ms * 1e-3)
+        );
+    }
+    let mut curve = Vec::new();
+    if a.rows > 0 {
+        let scored = ugr_train::train::sample_rows(&all, a.rows, 11);
+        let base = ugr_core::SearchOptions {
+            learned_confidence: false,
+            ..opts
+        };
+        let modes: Vec<(String, ugr_core::Pruning)> = [
+            "off",
+            "fixed:8",
+            "fixed:6",
+            "fixed:4",
+            "fixed:3",
+            "fixed:2",
+            "adaptive:2:8",
+            "adaptive:3:6",
+            "adaptive:2:5",
+            "adaptive:1:4",
+        ]
+        .iter()
+        .map(|m| Ok((m.to_string(), parse_pruning(m)?)))
+        .collect::<Result<_>>()?;
+        curve = be::pruning_curve(&engine, &scored, &base, &modes)?;
+        println!(
+            "\npruning curve on {} {:?} rows (beam {}, top-{}):",
+            scored.len(),
+            a.split,
+            a.beam,
+            a.k
+        );
+        println!(
+            "{:<14} {:>11} {:>12} {:>9} {:>9} {:>14}",
+            "--prune", "model rows", "rows saved x", "NDCG@10", "HR@10", "NDCG@10 change"
+        );
+        let (rows0, ndcg0) = (curve[0].model_rows, curve[0].ndcg10);
+        for p in &curve {
+            println!(
+                "{:<14} {:>11.1} {:>12.2} {:>9.4} {:>9.4} {:>13.2}%",
+                p.mode,
+                p.model_rows,
+                rows0 / p.model_rows.max(1e-9),
+                p.ndcg10,
+                p.hr10,
+                100.0 * (p.ndcg10 - ndcg0) / ndcg0.max(1e-12)
+            );
+        }
+    }
+    if let Some(path) = &a.json {
+        let json = serde_json::json!({ "latency": rows, "pruning": curve, "peak_gflops": peak });
+        std::fs::write(path, serde_json::to_string_pretty(&json)?)?;
     }
     Ok(())
 }

@@ -40,6 +40,8 @@ pub fn contract(cfg: &ModelConfig, f16: bool) -> ModelContract {
             _ => "level".into(),
         },
         weights: if f16 { "f16".into() } else { "f32".into() },
+        encoder_layers: cfg.layers as u32,
+        d_ff: cfg.d_ff as u32,
     }
 }
 
