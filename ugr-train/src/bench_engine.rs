@@ -4,7 +4,8 @@
 //!    one request per call (a service's view), on 1 and 2 threads sharing one engine; the
 //!    time inside the model backend is measured separately, so the rest is the trie and
 //!    beam bookkeeping of ugr-core's search. Rows: tract with its symbolic plan, tract with
-//!    plans concretised for the beam width ([`Engine::warm`]).
+//!    plans concretised for the beam width ([`Engine::warm`]), and, with the `ort` feature
+//!    and `--ort-dylib`, onnxruntime running the same graphs with the same inputs.
 //! 2. **FLOPs** per request (an analytic count from the model contract and the rows the
 //!    search evaluated) against this machine's measured single-thread f32 matmul peak.
 //! 3. **Pruning curve**: margin vs model rows vs NDCG@10 on a split, for fixed and
@@ -18,7 +19,7 @@ use std::time::Instant;
 use anyhow::Result;
 use ugr_core::contract::{HistoryPositions, ModelContract};
 use ugr_core::onnx::Engine;
-use ugr_core::{BeamSearch, ItemId, Pruning, SearchOptions, Sid, SidModel, Step};
+use ugr_core::{BeamSearch, Catalog, ItemId, Pruning, SearchOptions, Sid, SidModel, Step};
 
 use crate::data::Example;
 use crate::eval;
@@ -109,34 +110,35 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
-/// Serves `histories` one request per call on `threads` threads sharing `engine`.
-pub fn latency(
-    engine: &Engine,
+/// Serves `histories` one request per call, split over one thread per entry of `models`
+/// (the same model may be passed several times when it is `Sync`).
+pub fn latency<M: SidModel + Sync>(
+    catalog: &Catalog,
+    models: &[&M],
     backend: &str,
     histories: &[&[ItemId]],
     opts: &SearchOptions,
-    threads: usize,
 ) -> Result<LatencyRow> {
-    let threads = threads.max(1);
-    let model = Timed::new(engine.model());
-    let per_thread = histories.len().div_ceil(threads);
+    let threads = models.len().max(1);
+    let per_thread = histories.len().div_ceil(threads).max(1);
     let start = Instant::now();
-    let results: Vec<Result<(Vec<f64>, u64)>> = std::thread::scope(|s| {
+    let results: Vec<Result<(Vec<f64>, u64, f64)>> = std::thread::scope(|s| {
         let handles: Vec<_> = histories
-            .chunks(per_thread.max(1))
-            .map(|chunk| {
-                let model = &model;
-                s.spawn(move || -> Result<(Vec<f64>, u64)> {
+            .chunks(per_thread)
+            .zip(models)
+            .map(|(chunk, &model)| {
+                s.spawn(move || -> Result<(Vec<f64>, u64, f64)> {
+                    let model = Timed::new(model);
                     let mut lat = Vec::with_capacity(chunk.len());
                     let mut rows = 0u64;
-                    let mut search = BeamSearch::new(engine.catalog());
+                    let mut search = BeamSearch::new(catalog);
                     for h in chunk {
                         let t = Instant::now();
-                        let r = search.run(model, &[*h], opts)?;
+                        let r = search.run(&model, &[*h], opts)?;
                         lat.push(t.elapsed().as_secs_f64() * 1e3);
                         rows += r.iter().map(|x| u64::from(x.stats.model_rows)).sum::<u64>();
                     }
-                    Ok((lat, rows))
+                    Ok((lat, rows, model.seconds()))
                 })
             })
             .collect();
@@ -150,11 +152,12 @@ pub fn latency(
     });
     let wall = start.elapsed().as_secs_f64();
     let mut lat = Vec::new();
-    let mut rows = 0;
+    let (mut rows, mut in_model) = (0, 0.0);
     for r in results {
-        let (l, n) = r?;
+        let (l, n, m) = r?;
         lat.extend(l);
         rows += n;
+        in_model += m;
     }
     lat.sort_by(f64::total_cmp);
     let busy: f64 = lat.iter().sum::<f64>() * 1e-3;
@@ -164,7 +167,7 @@ pub fn latency(
         p50_ms: percentile(&lat, 0.5),
         p99_ms: percentile(&lat, 0.99),
         requests_per_s: lat.len() as f64 / wall,
-        model_share: model.seconds() / busy.max(1e-12),
+        model_share: in_model / busy.max(1e-12),
         model_rows: rows as f64 / lat.len().max(1) as f64,
     })
 }

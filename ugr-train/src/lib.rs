@@ -9,6 +9,7 @@
 //! | [`baselines`] | popularity and last-item-transition baselines |
 //! | [`bench`](mod@bench) | `ugr bench train`: throughput tables |
 //! | [`bench_engine`] | `ugr bench engine`: latency, FLOPs and the pruning curve of an exported model |
+//! | `ort_backend` | feature `ort`: onnxruntime behind `SidModel`, for the benchmark |
 //! | [`export`] | ONNX graphs, the model contract and the artifact (`ugr export`) |
 
 pub mod baselines;
@@ -18,6 +19,8 @@ pub mod data;
 pub mod eval;
 pub mod export;
 pub mod model;
+#[cfg(feature = "ort")]
+pub mod ort_backend;
 pub mod train;
 
 /// Process settings for training speed on the CPU; call first thing in `main`.

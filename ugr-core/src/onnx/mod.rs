@@ -22,6 +22,7 @@
 //! and the symbolic plan serves every other count.
 
 mod engine;
+pub mod feeds;
 
 pub use engine::Engine;
 
@@ -35,8 +36,8 @@ use std::vec::Vec;
 
 use tract_onnx::prelude::*;
 
-use crate::contract::{CONTRACT_FORMAT, HistoryPositions, ModelContract};
-use crate::{Catalog, ModelSection, Normalization, Sid, SidModel, Special, Step};
+use crate::contract::{CONTRACT_FORMAT, ModelContract};
+use crate::{Catalog, ModelSection, Normalization, Sid, SidModel, Step};
 
 /// Why the backend could not load or run a model.
 #[derive(Debug, thiserror::Error)]
@@ -282,12 +283,10 @@ impl TractModel {
         cache.logits = logits;
         if g.outputs.len() > 1 {
             let mut kv = Vec::with_capacity(2 * self.contract.head_layers as usize);
-            for i in 0..self.contract.head_layers {
-                for kind in ["k", "v"] {
-                    let at = g.output(&format!("present.{i}.{kind}"))?;
-                    let t = std::mem::replace(&mut out[at], Tensor::default().into_tvalue());
-                    kv.push(t.into_tensor());
-                }
+            for name in feeds::kv_names(&self.contract, "present") {
+                let at = g.output(&name)?;
+                let t = std::mem::replace(&mut out[at], Tensor::default().into_tvalue());
+                kv.push(t.into_tensor());
             }
             cache.kv = kv;
         }
@@ -302,14 +301,8 @@ impl TractModel {
             .try_as_plain_ram()
             .and_then(|v| v.as_slice::<f32>())
             .map_err(tract_err)?;
-        let mut data = Vec::with_capacity(parents.len() * row);
-        for &p in parents {
-            let p = p as usize;
-            if (p + 1) * row > src.len() {
-                return Err(OnnxError::Unsupported("parent row out of range"));
-            }
-            data.extend_from_slice(&src[p * row..(p + 1) * row]);
-        }
+        let mut data = Vec::new();
+        feeds::gather_rows(src, row, parents, &mut data)?;
         let mut new_shape: Vec<usize> = shape.to_vec();
         new_shape[0] = parents.len();
         Ok(tract_ndarray::ArrayD::from_shape_vec(new_shape, data)
@@ -336,64 +329,13 @@ impl SidModel for TractModel {
         histories: &[&[Sid]],
         logits_for: Range<u32>,
     ) -> Result<(), OnnxError> {
-        let vocab = self.catalog.vocab();
-        if logits_for != vocab.level_tokens(0) {
-            return Err(OnnxError::Unsupported(
-                "the exported graphs compute level logits only (Level or Trie normalisation)",
-            ));
-        }
-        let l = vocab.levels();
-        let per_item = match self.contract.history {
-            HistoryPositions::Item => 1,
-            HistoryPositions::Token => l,
-        };
-        let max_h = self.contract.max_history as usize;
-        let recent: Vec<&[Sid]> = histories
-            .iter()
-            .map(|h| &h[h.len().saturating_sub(max_h)..])
-            .collect();
+        let feeds = feeds::prefill(&self.contract, &self.catalog, histories, logits_for)?;
         let r = histories.len();
-        let t = 1 + per_item * recent.iter().map(|h| h.len()).max().unwrap_or(0);
-        let pad = i64::from(Special::Pad.token().as_u32());
-        let bos = i64::from(Special::Bos.token().as_u32());
-        let width = if per_item == 1 { l } else { 1 };
-        let mut ids = vec![pad; r * t * width];
-        let mut sid_rows = vec![0i64; r * t];
-        let mut last = Vec::with_capacity(r);
-        for (row, h) in recent.iter().enumerate() {
-            ids[row * t * width] = bos;
-            for (i, sid) in h.iter().enumerate() {
-                vocab
-                    .check(sid)
-                    .map_err(|_| OnnxError::Unsupported("history SID outside the vocabulary"))?;
-                let tokens = sid
-                    .codes()
-                    .iter()
-                    .enumerate()
-                    .map(|(k, &c)| i64::from(vocab.code_token(k, c).as_u32()));
-                let at = row * t * width + (1 + i * per_item) * width;
-                for (k, tok) in tokens.enumerate() {
-                    ids[at + k] = tok;
-                }
-                let s = self.catalog.lookup(sid).map_or(0, |s| i64::from(s) + 1);
-                sid_rows[row * t + (1 + i) * per_item] = if s < i64::from(self.contract.sid_embeddings) {
-                    s
-                } else {
-                    0
-                };
-            }
-            last.push((row * t + h.len() * per_item) as i64);
-        }
         let g = &self.prefill;
-        let mut inputs: Vec<(usize, TValue)> = Vec::new();
-        match self.contract.history {
-            HistoryPositions::Item => inputs.push((g.input("items")?, i64_tensor(&[r, t, l], ids)?)),
-            HistoryPositions::Token => inputs.push((g.input("tokens")?, i64_tensor(&[r, t], ids)?)),
+        let mut inputs: Vec<(usize, TValue)> = Vec::with_capacity(feeds.len());
+        for f in feeds {
+            inputs.push((g.input(f.name)?, i64_tensor(&f.shape, f.data)?));
         }
-        if self.contract.sid_embeddings > 0 {
-            inputs.push((g.input("sid_rows")?, i64_tensor(&[r, t], sid_rows)?));
-        }
-        inputs.push((g.input("last")?, i64_tensor(&[r], last)?));
         inputs.sort_by_key(|e| e.0);
         let out = g
             .plan
@@ -405,47 +347,23 @@ impl SidModel for TractModel {
     }
 
     fn step(&self, cache: &mut TractCache, step: &Step<'_>) -> Result<(), OnnxError> {
-        let vocab = self.catalog.vocab();
         let rows = step.rows();
-        if step.tokens.len() != rows * step.tokens_per_row {
-            return Err(OnnxError::Unsupported("tokens do not match rows"));
-        }
-        let (g, token_input, shape) = match step.tokens_per_row {
-            1 => {
-                let level = cache.position;
-                if level == 0 || level >= vocab.levels() || step.logits_for != vocab.level_tokens(level) {
-                    return Err(OnnxError::Unsupported(
-                        "step logits must be the next level's codebook",
-                    ));
-                }
-                (&self.steps[level - 1], "token", vec![rows])
-            }
-            2 => {
-                let lo = Special::CLow.token().as_u32();
-                if cache.position != vocab.levels() || step.logits_for != (lo..lo + 2) {
-                    return Err(OnnxError::Unsupported("confidence must follow the last level"));
-                }
-                let g = self
-                    .confidence
-                    .as_ref()
-                    .ok_or(OnnxError::Unsupported("the model has no confidence graph"))?;
-                (g, "tokens", vec![rows, 2])
-            }
-            _ => return Err(OnnxError::Unsupported("1 or 2 tokens per row")),
+        let (graph, feed) = feeds::step(&self.contract, &self.catalog, cache.position, step)?;
+        let g = match graph {
+            feeds::StepGraph::Level(l) => &self.steps[l - 1],
+            feeds::StepGraph::Confidence => self
+                .confidence
+                .as_ref()
+                .ok_or(OnnxError::Unsupported("the model has no confidence graph"))?,
         };
-        let tokens: Vec<i64> = step.tokens.iter().map(|t| i64::from(t.as_u32())).collect();
-        let mut inputs: Vec<(usize, TValue)> = vec![(g.input(token_input)?, i64_tensor(&shape, tokens)?)];
-        for i in 0..self.contract.head_layers as usize {
-            for (j, kind) in ["k", "v"].into_iter().enumerate() {
-                let past = cache
-                    .kv
-                    .get(2 * i + j)
-                    .ok_or(OnnxError::Unsupported("step before prefill"))?;
-                inputs.push((
-                    g.input(&format!("past.{i}.{kind}"))?,
-                    Self::gather(past, step.parents)?,
-                ));
-            }
+        let mut inputs: Vec<(usize, TValue)> =
+            vec![(g.input(feed.name)?, i64_tensor(&feed.shape, feed.data)?)];
+        for (j, name) in feeds::kv_names(&self.contract, "past").iter().enumerate() {
+            let past = cache
+                .kv
+                .get(j)
+                .ok_or(OnnxError::Unsupported("step before prefill"))?;
+            inputs.push((g.input(name)?, Self::gather(past, step.parents)?));
         }
         inputs.sort_by_key(|e| e.0);
         let out = g.run(rows, inputs.into_iter().map(|e| e.1).collect())?;

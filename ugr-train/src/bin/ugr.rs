@@ -219,6 +219,10 @@ struct BenchEngineArgs {
     /// Write the tables as JSON here too.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// onnxruntime shared library: adds onnxruntime rows running the same graphs (needs the
+    /// `ort` feature; e.g. onnxruntime/capi/libonnxruntime.so.* from the PyPI wheel).
+    #[arg(long)]
+    ort_dylib: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -678,13 +682,21 @@ fn bench_engine(a: &BenchEngineArgs) -> Result<()> {
     let mut rows = Vec::new();
     // Warm-up (tract allocates its scratch on first use), then the symbolic plan, then plans
     // concretised for this beam width.
-    be::latency(
-        &engine,
-        "warm-up",
-        &histories[..histories.len().min(50)],
-        &opts,
-        1,
-    )?;
+    let print = |r: &be::LatencyRow| {
+        println!(
+            "{:<34} {:>7} {:>9.3} {:>9.3} {:>10.1} {:>11.1} {:>10.1}%",
+            r.backend,
+            r.threads,
+            r.p50_ms,
+            r.p99_ms,
+            r.requests_per_s,
+            r.model_rows,
+            100.0 * (1.0 - r.model_share)
+        );
+    };
+    let warmup = &histories[..histories.len().min(50)];
+    let tract = engine.model();
+    be::latency(engine.catalog(), &[tract], "warm-up", warmup, &opts)?;
     for (name, warm) in [
         ("tract, symbolic plan", false),
         ("tract, plans concretised for R", true),
@@ -692,20 +704,14 @@ fn bench_engine(a: &BenchEngineArgs) -> Result<()> {
         if warm {
             engine.warm(a.beam)?;
         }
-        for threads in [1, 2] {
-            let r = be::latency(&engine, name, &histories, &opts, threads)?;
-            println!(
-                "{:<34} {:>7} {:>9.3} {:>9.3} {:>10.1} {:>11.1} {:>10.1}%",
-                r.backend,
-                r.threads,
-                r.p50_ms,
-                r.p99_ms,
-                r.requests_per_s,
-                r.model_rows,
-                100.0 * (1.0 - r.model_share)
-            );
+        for models in [vec![tract], vec![tract, tract]] {
+            let r = be::latency(engine.catalog(), &models, name, &histories, &opts)?;
+            print(&r);
             rows.push(r);
         }
+    }
+    if let Some(dylib) = &a.ort_dylib {
+        rows.extend(bench_ort(dylib, &bytes, &engine, &histories, &opts, &print)?);
     }
     let mean_hist = histories
         .iter()
@@ -783,6 +789,56 @@ fn bench_engine(a: &BenchEngineArgs) -> Result<()> {
         std::fs::write(path, serde_json::to_string_pretty(&json)?)?;
     }
     Ok(())
+}
+
+#[cfg(feature = "ort")]
+fn bench_ort(
+    dylib: &Path,
+    bytes: &[u8],
+    engine: &ugr_core::onnx::Engine,
+    histories: &[&[ugr_core::ItemId]],
+    opts: &ugr_core::SearchOptions,
+    print: &dyn Fn(&ugr_train::bench_engine::LatencyRow),
+) -> Result<Vec<ugr_train::bench_engine::LatencyRow>> {
+    use ugr_train::ort_backend::{OrtModel, environment};
+    let env = environment(dylib)?;
+    let bundle = ugr_core::Bundle::from_bytes(bytes)?;
+    let section = bundle.model.as_ref().context("the artifact has no model")?;
+    let catalog = std::sync::Arc::new(bundle.catalog.clone());
+    let contract = engine.model().contract().clone();
+    let open = || OrtModel::new(&env, contract.clone(), section, std::sync::Arc::clone(&catalog));
+    let (m1, m2) = (open()?, open()?);
+    let be = |models: &[&OrtModel]| {
+        ugr_train::bench_engine::latency(
+            &catalog,
+            models,
+            "onnxruntime (same graphs, search)",
+            histories,
+            opts,
+        )
+    };
+    be(&[&m1])?; // warm-up: onnxruntime allocates its arenas on first use
+    let mut rows = Vec::new();
+    for models in [vec![&m1], vec![&m1, &m2]] {
+        let r = be(&models)?;
+        print(&r);
+        rows.push(r);
+    }
+    Ok(rows)
+}
+
+#[cfg(not(feature = "ort"))]
+fn bench_ort(
+    _: &Path,
+    _: &[u8],
+    _: &ugr_core::onnx::Engine,
+    _: &[&[ugr_core::ItemId]],
+    _: &ugr_core::SearchOptions,
+    _: &dyn Fn(&ugr_train::bench_engine::LatencyRow),
+) -> Result<Vec<ugr_train::bench_engine::LatencyRow>> {
+    anyhow::bail!(
+        "--ort-dylib needs a build with the ort feature: cargo build --release -p ugr-train --features ort"
+    )
 }
 
 fn export(a: &ExportArgs) -> Result<()> {
