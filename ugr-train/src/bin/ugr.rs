@@ -711,7 +711,7 @@ fn bench_engine(a: &BenchEngineArgs) -> Result<()> {
         }
     }
     if let Some(dylib) = &a.ort_dylib {
-        rows.extend(bench_ort(dylib, &bytes, &engine, &histories, &opts, &print)?);
+        rows.extend(bench_ort(dylib, &bytes, &engine, &requests, &opts, &print)?);
     }
     let mean_hist = histories
         .iter()
@@ -796,11 +796,13 @@ fn bench_ort(
     dylib: &Path,
     bytes: &[u8],
     engine: &ugr_core::onnx::Engine,
-    histories: &[&[ugr_core::ItemId]],
+    requests: &[data::Example],
     opts: &ugr_core::SearchOptions,
     print: &dyn Fn(&ugr_train::bench_engine::LatencyRow),
 ) -> Result<Vec<ugr_train::bench_engine::LatencyRow>> {
     use ugr_train::ort_backend::{OrtModel, environment};
+    let histories: Vec<&[ugr_core::ItemId]> = requests.iter().map(|e| e.history.as_slice()).collect();
+    let histories = histories.as_slice();
     let env = environment(dylib)?;
     let bundle = ugr_core::Bundle::from_bytes(bytes)?;
     let section = bundle.model.as_ref().context("the artifact has no model")?;
@@ -824,6 +826,14 @@ fn bench_ort(
         print(&r);
         rows.push(r);
     }
+    // Cross-check: onnxruntime and tract return the same lists for these requests.
+    let (_, want) = eval::evaluate_search(engine.model(), &catalog, requests, opts, 64, true, |_| {})?;
+    let (_, got) = eval::evaluate_search(&m1, &catalog, requests, opts, 64, true, |_| {})?;
+    let p = eval::parity(&want, &got, opts.top_k);
+    println!(
+        "onnxruntime vs tract, top-{}: {}/{} requests identical in items and order, max score difference {:.2e}",
+        opts.top_k, p.identical, p.rows, p.max_score_diff
+    );
     Ok(rows)
 }
 
@@ -832,7 +842,7 @@ fn bench_ort(
     _: &Path,
     _: &[u8],
     _: &ugr_core::onnx::Engine,
-    _: &[&[ugr_core::ItemId]],
+    _: &[data::Example],
     _: &ugr_core::SearchOptions,
     _: &dyn Fn(&ugr_train::bench_engine::LatencyRow),
 ) -> Result<Vec<ugr_train::bench_engine::LatencyRow>> {
