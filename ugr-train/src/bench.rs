@@ -45,13 +45,7 @@ pub fn bench_training(
 ) -> Result<BenchRow> {
     let (model, varmap) = new_model(cfg, 1, device)?;
     let parameters = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
-    let named = varmap
-        .data()
-        .lock()
-        .map_err(|_| anyhow::anyhow!("poisoned var map"))?
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let named = crate::train::named_vars(&varmap)?;
     let mut opt = AdamW::new(named, AdamWParams::default())?;
     let ws = windows(&ds.train, cfg.max_history);
     let order = epoch_batches(&ws, batch_size, 1, 0);

@@ -62,17 +62,7 @@ impl SidModel for CandleModel<'_> {
         logits_for: Range<u32>,
     ) -> candle_core::Result<()> {
         let m = self.model;
-        let (input, last) = m.encoder_input(self.catalog, histories)?;
-        let states = m.encode(&input, &mut None)?;
-        let (b, t, d) = states.dims3()?;
-        let rows: Vec<u32> = last
-            .iter()
-            .enumerate()
-            .map(|(r, &p)| (r * t + p) as u32)
-            .collect();
-        let user = states
-            .reshape((b * t, d))?
-            .index_select(&Tensor::new(rows.as_slice(), m.device())?, 0)?;
+        let user = m.user_states(self.catalog, histories)?;
         let (h, kv) = m.head(&m.head_start(&user)?, None, &mut None)?;
         cache.kv = kv;
         cache.next_position = 1;

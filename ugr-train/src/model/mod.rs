@@ -450,14 +450,9 @@ impl SidTransformer {
         total / self.cfg.levels() as f64
     }
 
-    /// Sum of the token log-probs of each row's SID (level-normalised), with gradients:
-    /// `histories[i]` -> `sids[i]`. Used by the RL stage and by parity checks.
-    pub fn sequence_log_probs(
-        &self,
-        catalog: &Catalog,
-        histories: &[&[Sid]],
-        sids: &[Sid],
-    ) -> Result<Tensor> {
+    /// Encodes `histories` (no dropout) and returns each user's state at its last history
+    /// position, `[users, d_model]`: what the SID head starts from.
+    pub fn user_states(&self, catalog: &Catalog, histories: &[&[Sid]]) -> Result<Tensor> {
         let (input, last) = self.encoder_input(catalog, histories)?;
         let states = self.encode(&input, &mut None)?;
         let (b, t, d) = states.dims3()?;
@@ -466,9 +461,20 @@ impl SidTransformer {
             .enumerate()
             .map(|(r, &p)| (r * t + p) as u32)
             .collect();
-        let user = states
+        states
             .reshape((b * t, d))?
-            .index_select(&Tensor::new(rows.as_slice(), &self.device)?, 0)?;
+            .index_select(&Tensor::new(rows.as_slice(), &self.device)?, 0)
+    }
+
+    /// Sum of the token log-probs of each row's SID (level-normalised), with gradients:
+    /// `histories[i]` -> `sids[i]`. Used by the RL stage and by parity checks.
+    pub fn sequence_log_probs(
+        &self,
+        catalog: &Catalog,
+        histories: &[&[Sid]],
+        sids: &[Sid],
+    ) -> Result<Tensor> {
+        let user = self.user_states(catalog, histories)?;
         let l = self.cfg.levels();
         let mut x = self.head_start(&user)?;
         let toks: Vec<Vec<u32>> = sids

@@ -218,6 +218,17 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     Ok(())
 }
 
+/// The model's variables by name (what the optimiser and checkpoints address).
+pub fn named_vars(varmap: &candle_nn::VarMap) -> Result<Vec<(String, candle_core::Var)>> {
+    Ok(varmap
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned var map"))?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect())
+}
+
 /// A fixed seeded sample of `n` validation rows (all when `n == 0` or larger than the split).
 pub fn sample_rows(rows: &[Example], n: usize, seed: u64) -> Vec<Example> {
     use rand::seq::index::sample;
@@ -281,13 +292,7 @@ pub fn train_sft(args: &SftArgs, cfg: &ModelConfig, out: &Path, resume: bool) ->
         weight_decay: args.weight_decay,
         ..AdamWParams::default()
     };
-    let named: Vec<(String, candle_core::Var)> = varmap
-        .data()
-        .lock()
-        .map_err(|_| anyhow::anyhow!("poisoned var map"))?
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let named = named_vars(&varmap)?;
     let mut opt = AdamW::new(named, params)?;
     let mut state = TrainState::default();
     if resume {
