@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 /*
- Major version of libugr.
+ Major version of libugr (the SONAME is `libugr.so.MAJOR`).
  */
 #define UGR_VERSION_MAJOR 0
 
@@ -23,16 +23,416 @@
  */
 #define UGR_VERSION_PATCH 0
 
+/*
+ The result of a libugr call. The numbers are part of the ABI: they never change and
+ a retired code's number is never given to another.
+
+ On any status other than `UGR_STATUS_OK`, `ugr_last_error()` describes the failure.
+ */
+enum ugr_status
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /*
+   Success.
+   */
+  UGR_STATUS_OK = 0,
+  /*
+   A required pointer argument was NULL.
+   */
+  UGR_STATUS_NULL_PARAMETER = 1,
+  /*
+   An argument is out of range: `k` or `beam` of 0 or above 65536, a negative or NaN
+   margin, `min_confidence` outside [0, 1], an unknown pruning or ranking kind,
+   decreasing batch offsets, a path that is not valid UTF-8 (non-Unix only).
+   */
+  UGR_STATUS_INVALID_ARGUMENT = 2,
+  /*
+   The output buffer is smaller than the call needs (`k` entries per user).
+   */
+  UGR_STATUS_BUFFER_TOO_SMALL = 3,
+  /*
+   The model file could not be read.
+   */
+  UGR_STATUS_IO = 4,
+  /*
+   The bytes are not a valid ugr artifact (bad magic, truncated, checksum mismatch,
+   inconsistent content, unreadable model graphs, or no model section).
+   */
+  UGR_STATUS_CORRUPT_MODEL = 5,
+  /*
+   The artifact was written by a format version this library does not read.
+   */
+  UGR_STATUS_UNSUPPORTED_VERSION = 6,
+  /*
+   A history holds an item id that the engine's catalog does not hold.
+   */
+  UGR_STATUS_UNKNOWN_ITEM = 7,
+  /*
+   The model failed while running (a backend error or non-finite output).
+   */
+  UGR_STATUS_MODEL_FAILED = 8,
+  /*
+   A Rust panic was caught at the boundary (a bug in libugr: please report it).
+   The engine stays usable.
+   */
+  UGR_STATUS_PANIC = 99,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum ugr_status ugr_status;
+#else
+typedef uint32_t ugr_status;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/*
+ Values of `ugr_options.pruning`.
+ */
+enum ugr_pruning
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /*
+   Plain beam search (default).
+   */
+  UGR_PRUNING_OFF = 0,
+  /*
+   Drop beams more than `prune_margin` nats below the best beam.
+   */
+  UGR_PRUNING_FIXED = 1,
+  /*
+   A margin between `prune_min_margin` (easy, peaked requests) and `prune_max_margin`
+   (hard, flat requests), from the entropy of the first `prune_levels` levels.
+   */
+  UGR_PRUNING_ADAPTIVE = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum ugr_pruning ugr_pruning;
+#else
+typedef uint32_t ugr_pruning;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/*
+ Values of `ugr_options.rank_by`.
+ */
+enum ugr_rank_by
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /*
+   Beam score (mean token log-prob), best first (default).
+   */
+  UGR_RANK_BY_SCORE = 0,
+  /*
+   Hybrid score `exp(score) + beta * confidence`, best first.
+   */
+  UGR_RANK_BY_HYBRID = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum ugr_rank_by ugr_rank_by;
+#else
+typedef uint32_t ugr_rank_by;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/*
+ An opened model bundle (`.ugr`): catalog, SID trie, exported model, calibration, titles.
+
+ Created by `ugr_engine_open` or `ugr_engine_open_bytes`, released by `ugr_engine_free`.
+ Thread safety: one engine may be used by any number of threads at once (every call takes
+ it as `const ugr_engine *` and keeps its scratch memory per call). Only
+ `ugr_engine_free` needs exclusive access: free it after every other call on it returned.
+ */
+typedef struct ugr_engine ugr_engine;
+
+/*
+ Facts about an opened engine, filled by `ugr_engine_info`.
+ */
+typedef struct ugr_engine_info {
+  /*
+   Items in the catalog (every recommendation is one of them).
+   */
+  size_t items;
+  /*
+   SID levels (codebook tokens per item).
+   */
+  uint32_t levels;
+  /*
+   History items the model reads: longer histories are truncated to the most recent ones.
+   */
+  uint32_t max_history;
+  /*
+   1 when the model has confidence tokens (learned confidence), else 0.
+   */
+  uint8_t has_learned_confidence;
+  /*
+   1 when the bundle carries a calibration map for the confidence, else 0.
+   */
+  uint8_t has_calibration;
+  /*
+   1 when the bundle carries item titles, else 0.
+   */
+  uint8_t has_titles;
+} ugr_engine_info;
+
+/*
+ Options of a recommendation call. Start from `ugr_options_default()` and change fields.
+
+ Enumerations and flags are plain integers so that any value is safe to pass: unknown
+ values give `UGR_STATUS_INVALID_ARGUMENT`.
+ */
+typedef struct ugr_options {
+  /*
+   Items returned per user (K), 1..=65536 (default 10). A catalog with fewer items
+   returns them all.
+   */
+  size_t k;
+  /*
+   Beams kept per SID level, 1..=65536 (default 20). The search keeps max(beam, k).
+   */
+  size_t beam;
+  /*
+   Non-zero: never return an item of the user's history (default 0).
+   */
+  uint32_t exclude_history;
+  /*
+   A `ugr_pruning` value (default `UGR_PRUNING_OFF`).
+   */
+  uint32_t pruning;
+  /*
+   Margin in nats for `UGR_PRUNING_FIXED` (finite, >= 0; default 3).
+   */
+  float prune_margin;
+  /*
+   Smallest margin for `UGR_PRUNING_ADAPTIVE` (default 2).
+   */
+  float prune_min_margin;
+  /*
+   Largest margin for `UGR_PRUNING_ADAPTIVE` (default 6).
+   */
+  float prune_max_margin;
+  /*
+   Levels whose entropy sets the adaptive margin, >= 1 (default 1).
+   */
+  uint32_t prune_levels;
+  /*
+   Abstention: items whose calibrated confidence is below this are dropped, so fewer
+   than K may come back. In [0, 1]; 0 keeps every item (default 0).
+   */
+  float min_confidence;
+  /*
+   A `ugr_rank_by` value (default `UGR_RANK_BY_SCORE`).
+   */
+  uint32_t rank_by;
+  /*
+   Weight of the confidence in the hybrid score (default 0.5).
+   */
+  float beta;
+} ugr_options;
+
+/*
+ One recommended item.
+ */
+typedef struct ugr_recommendation {
+  /*
+   The item id (as in the catalog and the histories).
+   */
+  uint32_t item;
+  /*
+   Beam score: mean token log-prob of the item's SID (<= 0; higher is better).
+   */
+  float score;
+  /*
+   Calibrated confidence in [0, 1]: the bundle's calibration map applied to the learned
+   confidence (models with confidence tokens) or else to `posterior`.
+   */
+  float confidence;
+  /*
+   `exp(score) + beta * uncalibrated confidence` (the ranking key of `UGR_RANK_BY_HYBRID`).
+   */
+  float hybrid;
+  /*
+   Softmax of the returned items' scores (sums to 1 over one user's results).
+   */
+  float posterior;
+  /*
+   Probability of the whole SID under the model, `exp(sum of token log-probs)`.
+   */
+  float sequence_prob;
+} ugr_recommendation;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
 
 /*
- The library version as a NUL-terminated string "MAJOR.MINOR.PATCH".
-
- The string is static: never free it.
+ The library version as a static NUL-terminated string "MAJOR.MINOR.PATCH". Compare it
+ with the `UGR_VERSION_*` macros of the header you compiled against. Never free it.
  */
 const char *ugr_version(void);
+
+/*
+ The message of the last failed libugr call on this thread, as a NUL-terminated string;
+ `""` when that call succeeded or no call was made yet. Never NULL.
+
+ Lifetime: the string belongs to libugr and stays valid until the next libugr call on the
+ same thread (any export except `ugr_last_error`, `ugr_version` and `ugr_status_name`);
+ copy it to keep it. Never free it. Each thread has its own message.
+ */
+const char *ugr_last_error(void);
+
+/*
+ Opens the model bundle at `path` (a NUL-terminated file path).
+
+ On success, `*engine_out` receives a new engine that the caller owns and must release
+ with `ugr_engine_free`. On failure, `*engine_out` is set to NULL (when `engine_out` is
+ not NULL) and the status says why: `UGR_STATUS_IO` (missing or unreadable file),
+ `UGR_STATUS_CORRUPT_MODEL`, `UGR_STATUS_UNSUPPORTED_VERSION`, `UGR_STATUS_NULL_PARAMETER`.
+ The file is read once; it may change or disappear afterwards.
+
+ # Safety
+ `path` is NULL or a valid NUL-terminated string; `engine_out` is NULL or points to
+ writable storage for one pointer.
+ */
+ugr_status ugr_engine_open(const char *path, struct ugr_engine **engine_out);
+
+/*
+ Opens a model bundle from `len` bytes at `bytes` (for bundles shipped inside an app or
+ fetched over the network). The bytes are copied as needed: the caller keeps ownership
+ and may free them as soon as this returns.
+
+ Ownership and failures as for `ugr_engine_open` (no `UGR_STATUS_IO`). `(NULL, 0)` is an
+ empty buffer, hence `UGR_STATUS_CORRUPT_MODEL`.
+
+ # Safety
+ `bytes` is NULL or points to `len` readable bytes; `engine_out` is NULL or points to
+ writable storage for one pointer.
+ */
+ugr_status ugr_engine_open_bytes(const uint8_t *bytes, size_t len, struct ugr_engine **engine_out);
+
+/*
+ Releases an engine and everything it holds. NULL is accepted and ignored.
+
+ # Safety
+ `engine` is NULL or a pointer returned by `ugr_engine_open*` that was not freed yet, and
+ no other thread is using it. The pointer is invalid afterwards.
+ */
+void ugr_engine_free(struct ugr_engine *engine);
+
+/*
+ Fills `*info_out` with facts about the engine.
+
+ # Safety
+ `engine` is NULL or a live engine; `info_out` is NULL or points to writable storage for
+ one `ugr_engine_info`.
+ */
+ugr_status ugr_engine_info(const struct ugr_engine *engine, struct ugr_engine_info *info_out);
+
+/*
+ The title of `item`, as a borrowed UTF-8 view `(*title_out, *len_out)`, NOT
+ NUL-terminated (print it with `"%.*s"` or wrap it in a `std::string_view`).
+
+ The view belongs to the engine and stays valid until `ugr_engine_free`; never free it.
+ An item without a title (or a bundle without titles) gives `UGR_STATUS_OK` with length 0
+ (and a non-NULL pointer). An item outside the catalog gives `UGR_STATUS_UNKNOWN_ITEM`.
+ On failure the outputs are set to `(NULL, 0)` when they are not NULL.
+
+ # Safety
+ `engine` is NULL or a live engine; `title_out` and `len_out` are NULL or point to
+ writable storage for one value each.
+ */
+ugr_status ugr_engine_title(const struct ugr_engine *engine,
+                            uint32_t item,
+                            const char **title_out,
+                            size_t *len_out);
+
+/*
+ Prepares the engine for single-user calls at beam width `beam` (builds the model plans
+ for that size ahead of the first request), so the first requests are not slower.
+ Optional. `UGR_STATUS_INVALID_ARGUMENT` for a beam of 0 or above 65536.
+
+ # Safety
+ `engine` is NULL or a live engine.
+ */
+ugr_status ugr_engine_warm(const struct ugr_engine *engine, size_t beam);
+
+/*
+ The default options: k 10, beam 20, no exclusion, no pruning, no abstention, ranked by
+ score, beta 0.5.
+ */
+struct ugr_options ugr_options_default(void);
+
+/*
+ Recommends up to K items for one user.
+
+ - `history`, `history_len`: the user's item ids, oldest first (most recent last).
+   `(NULL, 0)` is an empty history (a cold-start user). Histories longer than the model
+   reads are truncated to the most recent items (see `ugr_engine_info`), but every item
+   counts for `exclude_history`. An id outside the catalog gives `UGR_STATUS_UNKNOWN_ITEM`.
+ - `options`: NULL for the defaults.
+ - `out`, `out_capacity`: a caller-owned array of at least `options->k` entries, else
+   `UGR_STATUS_BUFFER_TOO_SMALL` (nothing written).
+ - `*out_len` receives the number of items written (best first): K, or fewer when the
+   catalog (less the excluded items) is smaller or `min_confidence` dropped some. It is set
+   to 0 on failure.
+
+ libugr keeps no pointer to any argument after returning.
+
+ # Safety
+ `engine` is NULL or a live engine; `history` is NULL or holds `history_len` ids;
+ `options` is NULL or a valid struct; `out` is NULL or has `out_capacity` writable entries;
+ `out_len` is NULL or writable.
+ */
+ugr_status ugr_recommend(const struct ugr_engine *engine,
+                         const uint32_t *history,
+                         size_t history_len,
+                         const struct ugr_options *options,
+                         struct ugr_recommendation *out,
+                         size_t out_capacity,
+                         size_t *out_len);
+
+/*
+ Recommends up to K items for each of `n_users` users in one call (batched through the
+ model, usually faster than one call per user). Results equal the single-user calls up
+ to float rounding: the model runs at another batch size, so scores can differ in the
+ last bits (about 1e-6) and exactly tied items can swap places.
+
+ - Histories in CSR layout: user `u`'s history is `items[offsets[u] .. offsets[u + 1]]`;
+   `offsets` has `n_users + 1` non-decreasing entries and `items` holds `offsets[n_users]`
+   ids (`offsets[0]` may be non-zero). `n_users == 0` is a no-op (both may be NULL then).
+ - `out`: caller-owned, at least `n_users * k` entries; user `u`'s results start at
+   `out[u * k]` and `out_lens[u]` (caller-owned, `n_users` entries) says how many there are.
+ - On any failure no user's results are valid and every `out_lens` entry is 0; an unknown
+   item is reported with its user's index in `ugr_last_error()`.
+
+ # Safety
+ `engine` is NULL or live; `offsets` is NULL or holds `n_users + 1` values; `items` is NULL
+ or holds `offsets[n_users]` ids; `options` is NULL or valid; `out` is NULL or has
+ `out_capacity` writable entries; `out_lens` is NULL or has `n_users` writable entries.
+ */
+ugr_status ugr_recommend_batch(const struct ugr_engine *engine,
+                               const uint32_t *items,
+                               const size_t *offsets,
+                               size_t n_users,
+                               const struct ugr_options *options,
+                               struct ugr_recommendation *out,
+                               size_t out_capacity,
+                               size_t *out_lens);
+
+/*
+ The name of a status code as a static NUL-terminated string (`"UGR_STATUS_OK"`, ...),
+ or `"UGR_STATUS_UNKNOWN"` for a number that is not a status. Never free it.
+
+ Takes the number as `uint32_t` so that any value is accepted.
+ */
+const char *ugr_status_name(uint32_t status);
 
 #ifdef __cplusplus
 }  // extern "C"

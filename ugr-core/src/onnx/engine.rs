@@ -77,6 +77,16 @@ impl Engine {
         &self.catalog
     }
 
+    /// Whether the artifact carries a calibration map for the confidence.
+    pub fn has_calibration(&self) -> bool {
+        self.calibration.is_some()
+    }
+
+    /// Whether the artifact carries item titles.
+    pub fn has_titles(&self) -> bool {
+        self.titles.is_some()
+    }
+
     /// The model backend (its contract, plan warm-up).
     pub fn model(&self) -> &TractModel {
         &self.model

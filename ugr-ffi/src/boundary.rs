@@ -1,0 +1,170 @@
+//! The boundary every export goes through: pointer checks first, then the body inside
+//! `catch_unwind`, with the outcome recorded for `ugr_last_error` on this thread.
+
+use core::ffi::c_char;
+use std::cell::RefCell;
+use std::ffi::CString;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use crate::status::{Failure, ugr_status};
+
+thread_local! {
+    /// The message of this thread's last libugr call ("" after a success).
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+fn set_last_error(message: &str) {
+    // Interior NULs would cut the message short: replace them.
+    let bytes: Vec<u8> = message.bytes().map(|b| if b == 0 { b'?' } else { b }).collect();
+    let message = CString::new(bytes).unwrap_or_default();
+    LAST_ERROR.with(|e| *e.borrow_mut() = message);
+}
+
+fn clear_last_error() {
+    LAST_ERROR.with(|e| {
+        let mut e = e.borrow_mut();
+        if !e.as_bytes().is_empty() {
+            *e = CString::default();
+        }
+    });
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s
+    } else {
+        "unknown panic payload"
+    }
+}
+
+/// Runs `body`, turning a `Failure` into its status and a panic into `UGR_STATUS_PANIC`,
+/// and records the message for `ugr_last_error`.
+pub(crate) fn boundary(body: impl FnOnce() -> Result<(), Failure>) -> ugr_status {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(())) => {
+            clear_last_error();
+            ugr_status::Ok
+        }
+        Ok(Err(failure)) => {
+            set_last_error(&failure.message);
+            failure.status
+        }
+        Err(payload) => {
+            set_last_error(&format!("panic in libugr: {}", panic_message(payload.as_ref())));
+            ugr_status::Panic
+        }
+    }
+}
+
+/// `Ok(&T)` for a non-NULL pointer, else a `NullParameter` failure naming it.
+///
+/// # Safety
+/// A non-NULL `ptr` must point to a valid, initialised `T` for the returned lifetime.
+pub(crate) unsafe fn try_ref<'a, T>(ptr: *const T, name: &str) -> Result<&'a T, Failure> {
+    // SAFETY: the caller guarantees that a non-NULL pointer is valid for 'a.
+    unsafe { ptr.as_ref() }.ok_or_else(|| Failure::null(name))
+}
+
+/// A slice from a C `(pointer, length)` pair; `(NULL, 0)` is the empty slice.
+///
+/// # Safety
+/// A non-NULL `ptr` must point to `len` initialised values valid for the returned lifetime.
+pub(crate) unsafe fn try_slice<'a, T>(ptr: *const T, len: usize, name: &str) -> Result<&'a [T], Failure> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if ptr.is_null() {
+        return Err(Failure::null(name));
+    }
+    if len
+        .checked_mul(size_of::<T>())
+        .is_none_or(|b| b > isize::MAX as usize)
+    {
+        return Err(Failure::invalid(format!("`{name}` length {len} is too large")));
+    }
+    // SAFETY: non-NULL, and the caller guarantees `len` valid values; the byte size fits isize.
+    Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+/// A mutable slice from a C `(pointer, length)` pair; `(NULL, 0)` is the empty slice.
+///
+/// # Safety
+/// A non-NULL `ptr` must point to `len` writable values, not aliased, for the returned lifetime.
+pub(crate) unsafe fn try_slice_mut<'a, T>(
+    ptr: *mut T,
+    len: usize,
+    name: &str,
+) -> Result<&'a mut [T], Failure> {
+    if len == 0 {
+        return Ok(&mut []);
+    }
+    if ptr.is_null() {
+        return Err(Failure::null(name));
+    }
+    if len
+        .checked_mul(size_of::<T>())
+        .is_none_or(|b| b > isize::MAX as usize)
+    {
+        return Err(Failure::invalid(format!("`{name}` length {len} is too large")));
+    }
+    // SAFETY: non-NULL, and the caller guarantees `len` writable values; the size fits isize.
+    Ok(unsafe { std::slice::from_raw_parts_mut(ptr, len) })
+}
+
+/// The message of the last failed libugr call on this thread, as a NUL-terminated string;
+/// `""` when that call succeeded or no call was made yet. Never NULL.
+///
+/// Lifetime: the string belongs to libugr and stays valid until the next libugr call on the
+/// same thread (any export except `ugr_last_error`, `ugr_version` and `ugr_status_name`);
+/// copy it to keep it. Never free it. Each thread has its own message.
+#[unsafe(no_mangle)]
+pub extern "C" fn ugr_last_error() -> *const c_char {
+    LAST_ERROR.with(|e| e.borrow().as_ptr())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn last() -> String {
+        // SAFETY: ugr_last_error returns a valid NUL-terminated string.
+        unsafe { std::ffi::CStr::from_ptr(ugr_last_error()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn a_panic_becomes_a_status_and_a_message() {
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let status = boundary(|| panic!("boom {}", 7));
+        std::panic::set_hook(prev);
+        assert_eq!(status, ugr_status::Panic);
+        assert_eq!(last(), "panic in libugr: boom 7");
+        assert_eq!(boundary(|| Ok(())), ugr_status::Ok);
+        assert_eq!(last(), "");
+    }
+
+    #[test]
+    fn failures_keep_their_message_without_interior_nuls() {
+        let status = boundary(|| Err(Failure::invalid("bad\0value")));
+        assert_eq!(status, ugr_status::InvalidArgument);
+        assert_eq!(last(), "bad?value");
+    }
+
+    #[test]
+    fn null_and_empty_slices() {
+        // SAFETY: NULL with length 0 is the documented empty slice.
+        let s = unsafe { try_slice::<u32>(std::ptr::null(), 0, "x") }.unwrap();
+        assert!(s.is_empty());
+        // SAFETY: NULL with a length is rejected before any read.
+        let e = unsafe { try_slice::<u32>(std::ptr::null(), 3, "x") }.unwrap_err();
+        assert_eq!(e.status, ugr_status::NullParameter);
+        let dangling = std::ptr::NonNull::<u32>::dangling().as_ptr();
+        // SAFETY: a length whose byte size overflows is rejected before any read.
+        let e = unsafe { try_slice::<u32>(dangling, usize::MAX / 2, "x") }.unwrap_err();
+        assert_eq!(e.status, ugr_status::InvalidArgument);
+    }
+}
