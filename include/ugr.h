@@ -9,7 +9,8 @@
 #include <stdint.h>
 
 /*
- Major version of libugr (the SONAME is `libugr.so.MAJOR`).
+ Major version of libugr. The SONAME is `libugr.so.MAJOR` (`libugr.so.0.MINOR` before 1.0,
+ where a minor version may change the ABI).
  */
 #define UGR_VERSION_MAJOR 0
 
@@ -153,7 +154,7 @@ typedef uint32_t ugr_rank_by;
 typedef struct ugr_engine ugr_engine;
 
 /*
- Facts about an opened engine, filled by `ugr_engine_info`.
+ Facts about an opened engine, filled by `ugr_engine_get_info`.
  */
 typedef struct ugr_engine_info {
   /*
@@ -333,7 +334,7 @@ void ugr_engine_free(struct ugr_engine *engine);
  `engine` is NULL or a live engine; `info_out` is NULL or points to writable storage for
  one `ugr_engine_info`.
  */
-ugr_status ugr_engine_info(const struct ugr_engine *engine, struct ugr_engine_info *info_out);
+ugr_status ugr_engine_get_info(const struct ugr_engine *engine, struct ugr_engine_info *info_out);
 
 /*
  The title of `item`, as a borrowed UTF-8 view `(*title_out, *len_out)`, NOT

@@ -19,7 +19,7 @@ pub struct ugr_engine {
     pub(crate) inner: Engine,
 }
 
-/// Facts about an opened engine, filled by `ugr_engine_info`.
+/// Facts about an opened engine, filled by `ugr_engine_get_info`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ugr_engine_info {
@@ -147,7 +147,7 @@ pub unsafe extern "C" fn ugr_engine_free(engine: *mut ugr_engine) {
 /// `engine` is NULL or a live engine; `info_out` is NULL or points to writable storage for
 /// one `ugr_engine_info`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn ugr_engine_info(
+pub unsafe extern "C" fn ugr_engine_get_info(
     engine: *const ugr_engine,
     info_out: *mut ugr_engine_info,
 ) -> ugr_status {

@@ -46,8 +46,8 @@ mod status;
 
 pub use boundary::ugr_last_error;
 pub use engine::{
-    ugr_engine, ugr_engine_free, ugr_engine_info, ugr_engine_open, ugr_engine_open_bytes, ugr_engine_title,
-    ugr_engine_warm,
+    ugr_engine, ugr_engine_free, ugr_engine_get_info, ugr_engine_info, ugr_engine_open,
+    ugr_engine_open_bytes, ugr_engine_title, ugr_engine_warm,
 };
 pub use recommend::{
     ugr_options, ugr_options_default, ugr_pruning, ugr_rank_by, ugr_recommend, ugr_recommend_batch,
@@ -55,7 +55,8 @@ pub use recommend::{
 };
 pub use status::{ugr_status, ugr_status_name};
 
-/// Major version of libugr (the SONAME is `libugr.so.MAJOR`).
+/// Major version of libugr. The SONAME is `libugr.so.MAJOR` (`libugr.so.0.MINOR` before 1.0,
+/// where a minor version may change the ABI).
 pub const UGR_VERSION_MAJOR: u32 = 0;
 /// Minor version of libugr.
 pub const UGR_VERSION_MINOR: u32 = 1;

@@ -96,7 +96,7 @@ fn results_equal_the_rust_engine() {
     let engine = Engine::open(model_path()).unwrap();
     let mut info = ugr_engine_info::default();
     // SAFETY: live handle, valid output.
-    assert_eq!(unsafe { ugr_engine_info(h.0, &mut info) }, ugr_status::Ok);
+    assert_eq!(unsafe { ugr_engine_get_info(h.0, &mut info) }, ugr_status::Ok);
     assert_eq!(info.items, engine.catalog().len());
     assert_eq!(info.levels as usize, engine.catalog().vocab().levels());
     assert_eq!(info.has_titles, 1);
@@ -328,7 +328,7 @@ fn misuse_gives_status_codes() {
     );
     let mut info = ugr_engine_info::default();
     // SAFETY: live handle, valid output.
-    assert_eq!(unsafe { ugr_engine_info(h.0, &mut info) }, Ok);
+    assert_eq!(unsafe { ugr_engine_get_info(h.0, &mut info) }, Ok);
     let mut big = ugr_options_default();
     big.k = info.items + 50;
     big.beam = 5;
@@ -357,8 +357,8 @@ fn misuse_gives_status_codes() {
     // Info, titles and warm-up.
     // SAFETY: NULL arguments are checked before use.
     unsafe {
-        assert_eq!(ugr_engine_info(null(), &mut info), NullParameter);
-        assert_eq!(ugr_engine_info(h.0, null_mut()), NullParameter);
+        assert_eq!(ugr_engine_get_info(null(), &mut info), NullParameter);
+        assert_eq!(ugr_engine_get_info(h.0, null_mut()), NullParameter);
         let (mut p, mut l) = (null(), 0);
         assert_eq!(ugr_engine_title(h.0, u32::MAX, &mut p, &mut l), UnknownItem);
         assert!(p.is_null() && l == 0);

@@ -1,0 +1,134 @@
+// libugr C++17 wrapper: RAII engine handle, exceptions carrying the status code.
+// Header-only, written by hand on top of the generated ugr.h (same version).
+//
+//   ugr::Engine engine = ugr::Engine::open("model.ugr");
+//   for (const ugr_recommendation& r : engine.recommend({12, 873, 44})) {
+//       std::cout << r.item << ' ' << engine.title(r.item) << ' ' << r.confidence << '\n';
+//   }
+//
+// Thread safety as in ugr.h: one Engine may be used by many threads at once (every member
+// function is const); it is movable, not copyable.
+#ifndef UGR_HPP
+#define UGR_HPP
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "ugr.h"
+
+namespace ugr {
+
+// A failed libugr call: the status and the message of ugr_last_error().
+class Error : public std::runtime_error {
+public:
+    Error(ugr_status status, const std::string& message)
+        : std::runtime_error(std::string(ugr_status_name(static_cast<uint32_t>(status))) + ": " + message),
+          status_(status) {}
+    [[nodiscard]] ugr_status status() const noexcept { return status_; }
+
+private:
+    ugr_status status_;
+};
+
+namespace detail {
+inline void check(ugr_status status) {
+    if (status != UGR_STATUS_OK) {
+        throw Error(status, ugr_last_error());
+    }
+}
+struct EngineDeleter {
+    void operator()(ugr_engine* engine) const noexcept { ugr_engine_free(engine); }
+};
+}  // namespace detail
+
+// The default options (k 10, beam 20, ...); change fields as needed.
+[[nodiscard]] inline ugr_options default_options() noexcept { return ugr_options_default(); }
+
+// The library version at run time ("MAJOR.MINOR.PATCH").
+[[nodiscard]] inline std::string_view version() noexcept { return ugr_version(); }
+
+// An opened model bundle. Owns its ugr_engine and frees it on destruction.
+class Engine {
+public:
+    [[nodiscard]] static Engine open(const std::string& path) {
+        ugr_engine* raw = nullptr;
+        detail::check(ugr_engine_open(path.c_str(), &raw));
+        return Engine(raw);
+    }
+
+    [[nodiscard]] static Engine open_bytes(const void* bytes, std::size_t len) {
+        ugr_engine* raw = nullptr;
+        detail::check(ugr_engine_open_bytes(static_cast<const uint8_t*>(bytes), len, &raw));
+        return Engine(raw);
+    }
+
+    [[nodiscard]] ugr_engine_info info() const {
+        ugr_engine_info facts{};
+        detail::check(ugr_engine_get_info(handle_.get(), &facts));
+        return facts;
+    }
+
+    // Up to options.k items, best first. History: oldest first, most recent last.
+    [[nodiscard]] std::vector<ugr_recommendation> recommend(
+        const uint32_t* history, std::size_t len, const ugr_options& options = default_options()) const {
+        std::vector<ugr_recommendation> out(options.k);
+        std::size_t n = 0;
+        detail::check(ugr_recommend(handle_.get(), history, len, &options, out.data(), out.size(), &n));
+        out.resize(n);
+        return out;
+    }
+
+    [[nodiscard]] std::vector<ugr_recommendation> recommend(
+        const std::vector<uint32_t>& history, const ugr_options& options = default_options()) const {
+        return recommend(history.data(), history.size(), options);
+    }
+
+    // One result list per history, computed in batched calls.
+    [[nodiscard]] std::vector<std::vector<ugr_recommendation>> recommend_batch(
+        const std::vector<std::vector<uint32_t>>& histories, const ugr_options& options = default_options()) const {
+        std::vector<uint32_t> items;
+        std::vector<std::size_t> offsets{0};
+        for (const auto& h : histories) {
+            items.insert(items.end(), h.begin(), h.end());
+            offsets.push_back(items.size());
+        }
+        std::vector<ugr_recommendation> out(histories.size() * options.k);
+        std::vector<std::size_t> lens(histories.size());
+        detail::check(ugr_recommend_batch(handle_.get(), items.data(), offsets.data(), histories.size(), &options,
+                                          out.data(), out.size(), lens.data()));
+        std::vector<std::vector<ugr_recommendation>> result(histories.size());
+        for (std::size_t u = 0; u < histories.size(); ++u) {
+            const auto first = out.begin() + static_cast<std::ptrdiff_t>(u * options.k);
+            result[u].assign(first, first + static_cast<std::ptrdiff_t>(lens[u]));
+        }
+        return result;
+    }
+
+    // The item's title ("" when it has none); a view valid while this Engine lives.
+    [[nodiscard]] std::string_view title(uint32_t item) const {
+        const char* ptr = nullptr;
+        std::size_t len = 0;
+        detail::check(ugr_engine_title(handle_.get(), item, &ptr, &len));
+        return std::string_view(ptr, len);
+    }
+
+    // Builds the model plans for single-user calls at this beam width ahead of time.
+    void warm(std::size_t beam) const { detail::check(ugr_engine_warm(handle_.get(), beam)); }
+
+    // The C handle, for calls this wrapper does not cover. Still owned by this Engine.
+    [[nodiscard]] const ugr_engine* get() const noexcept { return handle_.get(); }
+
+private:
+    explicit Engine(ugr_engine* raw) : handle_(raw) {}
+    std::unique_ptr<ugr_engine, detail::EngineDeleter> handle_;
+};
+
+}  // namespace ugr
+
+#endif  // UGR_HPP
