@@ -21,6 +21,7 @@ pub mod export;
 pub mod model;
 #[cfg(feature = "ort")]
 pub mod ort_backend;
+pub mod sid;
 pub mod train;
 
 /// Process settings for training speed on the CPU; call first thing in `main`.

@@ -9,6 +9,7 @@ use ugr_train::data::index::SidIndex;
 use ugr_train::data::{self, LoadOptions, Split, SplitProtocol};
 use ugr_train::eval::{self, MetricTable};
 use ugr_train::model::{HistoryEncoding, ModelConfig};
+use ugr_train::sid;
 use ugr_train::train::{self, DeviceKind, SftArgs};
 
 /// ugr: uncertainty-aware generative recommendation.
@@ -77,7 +78,8 @@ struct DataArgs {
     /// Dataset directory (LETTER, Amazon-2023, MiniOneRec formats), an interactions CSV, or `builtin:synthetic`.
     #[arg(long, default_value = data::synthetic::BUILTIN)]
     data: PathBuf,
-    /// SID index for an interactions CSV.
+    /// SID index: required for an interactions CSV; for a LETTER or Amazon-2023 directory it
+    /// replaces the dataset's own index (e.g. SIDs from `ugr sid build`).
     #[arg(long)]
     index: Option<PathBuf>,
     /// Split protocol for an interactions CSV.
@@ -296,6 +298,50 @@ enum SidCommand {
         #[arg(long)]
         index: PathBuf,
     },
+    /// Build Semantic IDs (RQ-KMeans) from item embeddings or from interactions alone.
+    Build(SidBuildArgs),
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["embeddings", "interactions"])))]
+struct SidBuildArgs {
+    /// Item embeddings: `.npy` (float32 items x dim; row i = item i) or CSV (`item_id,v1,v2,...`).
+    #[arg(long)]
+    embeddings: Option<PathBuf>,
+    /// Interactions instead of embeddings (a LETTER directory or a `user,item,timestamp` CSV):
+    /// collaborative embeddings from the PPMI co-occurrence matrix by truncated SVD.
+    #[arg(long)]
+    interactions: Option<PathBuf>,
+    /// The index to write (`<name>.index.json`); statistics go to `<name>.stats.json`.
+    #[arg(long)]
+    out: PathBuf,
+    /// SID levels from the clustering.
+    #[arg(long, default_value_t = 4)]
+    levels: usize,
+    /// Codes per level.
+    #[arg(long, default_value_t = 256)]
+    codebook: usize,
+    /// Collision handling.
+    #[arg(long, value_enum, default_value_t = sid::Collisions::ExtraLevel)]
+    collisions: sid::Collisions,
+    /// Size-constrained k-means: every code holds at most ceil(items / codebook) items per level.
+    #[arg(long)]
+    balanced: bool,
+    /// Most k-means iterations per level.
+    #[arg(long, default_value_t = 50)]
+    iters: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Collaborative embeddings: dimensions.
+    #[arg(long, default_value_t = 64)]
+    dim: usize,
+    /// Collaborative embeddings: co-occurrence window (items apart in a user's sequence).
+    #[arg(long, default_value_t = 5)]
+    window: usize,
+    /// Collaborative embeddings: items held out at the end of each user's sequence (2 keeps the
+    /// valid and test targets of a leave-one-out split out of the SIDs; 0 uses everything).
+    #[arg(long, default_value_t = 2)]
+    holdout: usize,
 }
 
 fn main() -> Result<()> {
@@ -316,6 +362,7 @@ fn dispatch(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Sid(SidCommand::Stats { index }) => sid_stats(&index),
+        Command::Sid(SidCommand::Build(args)) => sid_build(&args),
         Command::Bench(BenchCommand::Engine(a)) => bench_engine(&a),
         Command::Bench(BenchCommand::Train {
             data,
@@ -570,6 +617,80 @@ fn eval_engine(
         serde_json::json!({ "artifact": path, "result": result, "parity": parity }),
         lines,
     ))
+}
+
+fn sid_build(a: &SidBuildArgs) -> Result<()> {
+    anyhow::ensure!(
+        (1..=8).contains(&a.levels) && (1..=65536).contains(&a.codebook),
+        "--levels must be 1..=8 and --codebook 1..=65536"
+    );
+    let start = std::time::Instant::now();
+    let emb = match (&a.embeddings, &a.interactions) {
+        (Some(path), _) => sid::Embeddings::read(path)?,
+        (None, Some(path)) => {
+            let seqs = data::raw_sequences(path)?;
+            let cfg = sid::CollabConfig {
+                dim: a.dim,
+                window: a.window.max(1),
+                holdout: a.holdout,
+                seed: a.seed,
+                ..sid::CollabConfig::default()
+            };
+            let emb = sid::collaborative(&seqs, &cfg);
+            println!(
+                "collaborative embeddings: {} users, {} items, {} dims ({:.1}s)",
+                seqs.len(),
+                emb.items.len(),
+                emb.dim,
+                start.elapsed().as_secs_f64()
+            );
+            emb
+        }
+        (None, None) => unreachable!("clap requires one source"),
+    };
+    let extra = usize::from(a.collisions == sid::Collisions::ExtraLevel);
+    anyhow::ensure!(
+        a.levels + extra <= 8,
+        "--levels {} plus the extra collision level exceeds 8 levels",
+        a.levels
+    );
+    let cfg = sid::BuildConfig {
+        levels: a.levels,
+        codebook: a.codebook,
+        iters: a.iters,
+        seed: a.seed,
+        balanced: a.balanced,
+        collisions: a.collisions,
+        ..sid::BuildConfig::default()
+    };
+    let built = sid::build(&emb, &cfg);
+    built
+        .write_index(&a.out)
+        .with_context(|| format!("writing {}", a.out.display()))?;
+    let stats_path = stats_path(&a.out);
+    std::fs::write(&stats_path, serde_json::to_string_pretty(&built.stats)?)
+        .with_context(|| format!("writing {}", stats_path.display()))?;
+    print!("{}", built.summary());
+    println!(
+        "wrote {} and {} ({:.1}s)",
+        a.out.display(),
+        stats_path.display(),
+        start.elapsed().as_secs_f64()
+    );
+    // The written file must read back as an index with one catalog entry per item.
+    let index = SidIndex::read(&a.out)?;
+    anyhow::ensure!(
+        index.sids.len() == built.items.len(),
+        "the written index lost items"
+    );
+    Ok(())
+}
+
+/// `x.index.json` -> `x.stats.json` (otherwise `<out>.stats.json`).
+fn stats_path(out: &Path) -> PathBuf {
+    let name = out.file_name().and_then(|n| n.to_str()).unwrap_or("sid");
+    let stem = name.strip_suffix(".index.json").unwrap_or(name);
+    out.with_file_name(format!("{stem}.stats.json"))
 }
 
 fn sid_stats(path: &Path) -> Result<()> {

@@ -76,7 +76,10 @@ fn read_rows(path: &Path, index: &SidIndex, unknown: &mut UnknownItems) -> Resul
 
 /// Reads `<dir>/<name>.{train,valid,test}.inter` with `<name>.index.json`.
 pub fn read(dir: &Path, name: &str, opts: &LoadOptions) -> Result<Dataset, DataError> {
-    let index_path = dir.join(format!("{name}.index.json"));
+    let index_path = opts
+        .index
+        .clone()
+        .unwrap_or_else(|| dir.join(format!("{name}.index.json")));
     let index = SidIndex::read(&index_path)?;
     let mut unknown = UnknownItems::new();
     let mut users: BTreeMap<String, u32> = BTreeMap::new();

@@ -26,12 +26,48 @@ pub fn read(path: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
         reason: "an interactions CSV needs its SID index: pass --index <file>.index.json".into(),
     })?;
     let index = SidIndex::read(&index_path)?;
+    let mut unknown = UnknownItems::new();
+    let sequences = read_sequences(path, |item| index.sids.contains_key(&item), &mut unknown)?;
+    let skipped = unknown.finish(path, opts.skip_unknown)?;
+    let name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("interactions")
+        .to_owned();
+    let mut ds = match opts.split {
+        SplitProtocol::Loo => {
+            let items: Vec<Vec<ItemId>> = sequences
+                .iter()
+                .map(|s| s.iter().map(|x| x.1).collect())
+                .collect();
+            leave_one_out(
+                &name,
+                "interactions",
+                &index,
+                &items,
+                opts.max_history,
+                &index_path,
+            )?
+        }
+        SplitProtocol::Time => time_split(&name, &index, &sequences, opts.max_history, &index_path)?,
+    };
+    ds.skipped_unknown = skipped;
+    Ok(ds)
+}
+
+/// Per-user time-ordered `(timestamp, item)` sequences of an interactions CSV (users in
+/// the order of their ids as strings; ties in time keep the file order). Items for which
+/// `keep` is false are noted in `unknown` and left out.
+pub(crate) fn read_sequences(
+    path: &Path,
+    keep: impl Fn(ItemId) -> bool,
+    unknown: &mut UnknownItems,
+) -> Result<Vec<Vec<(f64, ItemId)>>, DataError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .trim(csv::Trim::All)
         .from_path(path)
         .map_err(|e| DataError::parse(path, 0, format!("a CSV file ({e})")))?;
-    let mut unknown = UnknownItems::new();
     let mut users: BTreeMap<String, Vec<(f64, usize, ItemId)>> = BTreeMap::new();
     for (i, record) in reader.records().enumerate() {
         let line = i + 1;
@@ -61,7 +97,7 @@ pub fn read(path: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
                 format!("an integer item id (as in the SID index), found {item:?}"),
             )
         })?;
-        if !index.sids.contains_key(&ItemId::new(id)) {
+        if !keep(ItemId::new(id)) {
             unknown.note(item);
             continue;
         }
@@ -70,38 +106,13 @@ pub fn read(path: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
             .or_default()
             .push((time, line, ItemId::new(id)));
     }
-    let skipped = unknown.finish(path, opts.skip_unknown)?;
-    let sequences: Vec<Vec<(f64, ItemId)>> = users
+    Ok(users
         .into_values()
         .map(|mut v| {
             v.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
             v.into_iter().map(|(t, _, i)| (t, i)).collect()
         })
-        .collect();
-    let name = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("interactions")
-        .to_owned();
-    let mut ds = match opts.split {
-        SplitProtocol::Loo => {
-            let items: Vec<Vec<ItemId>> = sequences
-                .iter()
-                .map(|s| s.iter().map(|x| x.1).collect())
-                .collect();
-            leave_one_out(
-                &name,
-                "interactions",
-                &index,
-                &items,
-                opts.max_history,
-                &index_path,
-            )?
-        }
-        SplitProtocol::Time => time_split(&name, &index, &sequences, opts.max_history, &index_path)?,
-    };
-    ds.skipped_unknown = skipped;
-    Ok(ds)
+        .collect())
 }
 
 fn time_split(

@@ -88,7 +88,8 @@ pub struct LoadOptions {
     pub max_history: usize,
     /// Drop interactions with items missing from the SID index (reported) instead of failing.
     pub skip_unknown: bool,
-    /// SID index for the plain-CSV format (the other formats find theirs).
+    /// SID index: required for the plain-CSV format; for the LETTER and Amazon-2023 formats
+    /// it replaces the dataset's own index (to train on other SIDs, e.g. from `ugr sid build`).
     pub index: Option<PathBuf>,
     /// Split protocol of the plain-CSV format.
     pub split: SplitProtocol,
@@ -285,6 +286,35 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
         reason:
             "no <Name>.inter.json, <Name>.train.inter, MiniOneRec index/ + test/, or interactions CSV found"
                 .into(),
+    })
+}
+
+/// The raw per-user chronological item sequences of a dataset, without any SID index:
+/// a LETTER directory (`<Name>.inter.json`) or an interactions CSV (`user,item,timestamp`).
+/// What `ugr sid build --interactions` learns item embeddings from.
+pub fn raw_sequences(path: &Path) -> Result<Vec<Vec<ItemId>>, DataError> {
+    let mut unknown = UnknownItems::new();
+    if path.is_file() {
+        let seqs = interactions::read_sequences(path, |_| true, &mut unknown)?;
+        return Ok(seqs
+            .into_iter()
+            .map(|s| s.into_iter().map(|x| x.1).collect())
+            .collect());
+    }
+    let entries = std::fs::read_dir(path).map_err(|e| DataError::io(path, e))?;
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok().and_then(|e| e.file_name().into_string().ok()))
+        .collect();
+    names.sort();
+    if let Some(n) = names.iter().find(|n| n.ends_with(".inter.json")) {
+        return letter::read_sequences(&path.join(n), |_| true, &mut unknown);
+    }
+    if let Some(n) = names.iter().find(|n| n.ends_with(".csv")) {
+        return raw_sequences(&path.join(n));
+    }
+    Err(DataError::Format {
+        path: path.to_owned(),
+        reason: "no <Name>.inter.json or user,item,timestamp CSV found".into(),
     })
 }
 
