@@ -6,9 +6,14 @@
 #   PREFIX/lib/pkgconfig/ugr.pc
 #   PREFIX/lib/cmake/ugr/{ugrConfig.cmake, ugrConfigVersion.cmake}   (targets ugr::ugr, ugr::ugr_static)
 #
-# Usage: bash ugr-ffi/package.sh [--prefix DIR] [--profile release|dev] [--keep-debug]
+# Usage: bash ugr-ffi/package.sh [--prefix DIR] [--profile release|dev] [--prebuilt] [--keep-debug]
 #   --prefix      default: target/libugr
-#   --profile     cargo profile (default release; CI uses dev to reuse its test build)
+#   --profile     cargo profile (default release)
+#   --prebuilt    package the libraries already in target/<profile dir> instead of building
+#                 (CI: `cargo test --workspace` has just built them; building ugr-ffi alone
+#                 would compile tract again with a different feature set). The system
+#                 libraries for static links are then those of Rust's std, read from rustc:
+#                 libugr has no native dependency of its own.
 #   --keep-debug  keep debug info (by default the libraries are stripped of it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,11 +21,13 @@ cd "$(dirname "$0")/.."
 prefix=target/libugr
 profile=release
 keep_debug=0
+prebuilt=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --prefix) prefix=$2; shift 2 ;;
     --profile) profile=$2; shift 2 ;;
     --keep-debug) keep_debug=1; shift ;;
+    --prebuilt) prebuilt=1; shift ;;
     *) echo "package.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -44,7 +51,17 @@ native_libs() {
     { cat "$log" >&2; exit 1; }
   sed -n 's/.*native-static-libs: //p' "$log" | tail -1
 }
-native=$(native_libs)
+if [ "$prebuilt" = 1 ]; then
+  for f in libugr.so libugr.a; do
+    [ -f "target/$outdir/$f" ] || { echo "package.sh: --prebuilt but target/$outdir/$f is missing" >&2; exit 1; }
+  done
+  echo '' > "$log.rs"
+  native=$(rustc --crate-type staticlib --crate-name ugr_native_probe --print native-static-libs \
+    -o "$log.a" "$log.rs" 2>&1 | sed -n 's/.*native-static-libs: //p' | tail -1)
+  rm -f "$log.rs" "$log.a"
+else
+  native=$(native_libs)
+fi
 if [ -z "$native" ]; then
   touch ugr-ffi/src/lib.rs
   native=$(native_libs)

@@ -2,15 +2,23 @@
 # Packages libugr (dev profile by default, to reuse the test build), then builds and runs the C
 # and C++ tests (tests/ffi, ASan + LSan + UBSan) and the C++ example (examples/cpp, linked both
 # shared and static). Needs cmake and g++ (`.ci/run` installs cmake).
-# Usage: bash tests/ffi/run.sh [--profile dev|release]
+# Usage: bash tests/ffi/run.sh [--profile dev|release] [--prebuilt]
+#   --prebuilt: test the libugr that `cargo test --workspace` just built (CI), see package.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-profile=${2:-dev}
-[ "${1:-}" = "--profile" ] || profile=dev
+profile=dev
+pack=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --profile) profile=$2; shift 2 ;;
+    --prebuilt) pack+=(--prebuilt); shift ;;
+    *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
 prefix=target/libugr-$profile
 build=target/ffi-build-$profile
 
-bash ugr-ffi/package.sh --profile "$profile" --prefix "$prefix" > /dev/null
+bash ugr-ffi/package.sh --profile "$profile" --prefix "$prefix" "${pack[@]}" > /dev/null
 cmake -S tests/ffi -B "$build/tests" -DCMAKE_PREFIX_PATH="$PWD/$prefix" -DCMAKE_BUILD_TYPE=Debug > /dev/null
 cmake --build "$build/tests" -j 2
 (cd "$build/tests" && ctest --output-on-failure)
