@@ -10,8 +10,9 @@
 #   --prefix      default: target/libugr
 #   --profile     cargo profile (default release)
 #   --prebuilt    package the libraries already in target/<profile dir> instead of building
-#                 (CI: `cargo test --workspace` has just built them; building ugr-ffi alone
-#                 would compile tract again with a different feature set). The system
+#                 (CI links them with `cargo build --workspace --lib --tests` right after
+#                 `cargo test --workspace`; building ugr-ffi alone would compile tract again
+#                 with a different feature set). The system
 #                 libraries for static links are then those of Rust's std, read from rustc:
 #                 libugr has no native dependency of its own.
 #   --keep-debug  keep debug info (by default the libraries are stripped of it)

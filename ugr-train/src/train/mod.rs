@@ -16,6 +16,7 @@
 //! (checkpoints are taken at epoch ends).
 
 pub mod batches;
+pub mod grpo;
 pub mod optim;
 
 use std::io::Write as _;
