@@ -67,15 +67,14 @@ pub(crate) unsafe fn try_ref<'a, T>(ptr: *const T, name: &str) -> Result<&'a T, 
     unsafe { ptr.as_ref() }.ok_or_else(|| Failure::null(name))
 }
 
-/// A slice from a C `(pointer, length)` pair; `(NULL, 0)` is the empty slice.
-///
-/// # Safety
-/// A non-NULL `ptr` must point to `len` initialised values valid for the returned lifetime.
-pub(crate) unsafe fn try_slice<'a, T>(ptr: *const T, len: usize, name: &str) -> Result<&'a [T], Failure> {
+/// `Ok(true)` when `(ptr, len)` names a non-empty array that may be turned into a slice,
+/// `Ok(false)` for `(_, 0)` (the empty slice, NULL allowed); NULL with a length, or a byte
+/// size beyond `isize::MAX`, fail.
+fn check_array<T>(is_null: bool, len: usize, name: &str) -> Result<bool, Failure> {
     if len == 0 {
-        return Ok(&[]);
+        return Ok(false);
     }
-    if ptr.is_null() {
+    if is_null {
         return Err(Failure::null(name));
     }
     if len
@@ -83,6 +82,17 @@ pub(crate) unsafe fn try_slice<'a, T>(ptr: *const T, len: usize, name: &str) -> 
         .is_none_or(|b| b > isize::MAX as usize)
     {
         return Err(Failure::invalid(format!("`{name}` length {len} is too large")));
+    }
+    Ok(true)
+}
+
+/// A slice from a C `(pointer, length)` pair; `(NULL, 0)` is the empty slice.
+///
+/// # Safety
+/// A non-NULL `ptr` must point to `len` initialised values valid for the returned lifetime.
+pub(crate) unsafe fn try_slice<'a, T>(ptr: *const T, len: usize, name: &str) -> Result<&'a [T], Failure> {
+    if !check_array::<T>(ptr.is_null(), len, name)? {
+        return Ok(&[]);
     }
     // SAFETY: non-NULL, and the caller guarantees `len` valid values; the byte size fits isize.
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
@@ -97,17 +107,8 @@ pub(crate) unsafe fn try_slice_mut<'a, T>(
     len: usize,
     name: &str,
 ) -> Result<&'a mut [T], Failure> {
-    if len == 0 {
+    if !check_array::<T>(ptr.is_null(), len, name)? {
         return Ok(&mut []);
-    }
-    if ptr.is_null() {
-        return Err(Failure::null(name));
-    }
-    if len
-        .checked_mul(size_of::<T>())
-        .is_none_or(|b| b > isize::MAX as usize)
-    {
-        return Err(Failure::invalid(format!("`{name}` length {len} is too large")));
     }
     // SAFETY: non-NULL, and the caller guarantees `len` writable values; the size fits isize.
     Ok(unsafe { std::slice::from_raw_parts_mut(ptr, len) })

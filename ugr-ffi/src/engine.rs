@@ -55,6 +55,19 @@ fn open_path(path: &CStr) -> Result<Engine, Failure> {
     })
 }
 
+/// Sets `*engine_out` to NULL first, so that every failure leaves it NULL.
+///
+/// # Safety
+/// A non-NULL `engine_out` points to writable storage for one pointer.
+unsafe fn reset_engine_out(engine_out: *mut *mut ugr_engine) -> Result<(), Failure> {
+    if engine_out.is_null() {
+        return Err(Failure::null("engine_out"));
+    }
+    // SAFETY: checked non-NULL; the caller provides storage for one pointer.
+    unsafe { engine_out.write(std::ptr::null_mut()) };
+    Ok(())
+}
+
 fn hand_out(engine: Engine, engine_out: *mut *mut ugr_engine) {
     let handle = Box::into_raw(Box::new(ugr_engine { inner: engine }));
     // SAFETY: `engine_out` was checked non-NULL by the caller of this helper and points to
@@ -79,11 +92,8 @@ pub unsafe extern "C" fn ugr_engine_open(
     engine_out: *mut *mut ugr_engine,
 ) -> ugr_status {
     boundary(|| {
-        if engine_out.is_null() {
-            return Err(Failure::null("engine_out"));
-        }
-        // SAFETY: checked non-NULL; the caller provides storage for one pointer.
-        unsafe { engine_out.write(std::ptr::null_mut()) };
+        // SAFETY: by contract, a non-NULL `engine_out` is writable storage for one pointer.
+        unsafe { reset_engine_out(engine_out) }?;
         if path.is_null() {
             return Err(Failure::null("path"));
         }
@@ -111,11 +121,8 @@ pub unsafe extern "C" fn ugr_engine_open_bytes(
     engine_out: *mut *mut ugr_engine,
 ) -> ugr_status {
     boundary(|| {
-        if engine_out.is_null() {
-            return Err(Failure::null("engine_out"));
-        }
-        // SAFETY: checked non-NULL; the caller provides storage for one pointer.
-        unsafe { engine_out.write(std::ptr::null_mut()) };
+        // SAFETY: by contract, a non-NULL `engine_out` is writable storage for one pointer.
+        unsafe { reset_engine_out(engine_out) }?;
         // SAFETY: by contract, a non-NULL `bytes` holds `len` readable bytes.
         let bytes = unsafe { try_slice(bytes, len, "bytes") }?;
         let engine = Engine::from_bytes(bytes).map_err(|e| Failure::opening(&e))?;

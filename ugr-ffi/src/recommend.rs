@@ -1,7 +1,7 @@
 //! Recommending: options, results, one user and a batch of users.
 
 use ugr_core::search::MAX_WIDTH;
-use ugr_core::{ItemId, Pruning, RankBy, Recommendation, SearchOptions};
+use ugr_core::{Error, ItemId, Pruning, RankBy, Recommendation, SearchOptions};
 
 use crate::boundary::{boundary, try_ref, try_slice, try_slice_mut};
 use crate::engine::ugr_engine;
@@ -162,20 +162,16 @@ unsafe fn read_options(options: *const ugr_options) -> Result<SearchOptions, Fai
     }
 }
 
-/// Fails with `UnknownItem` naming the user when a history item is not in the catalog.
-fn check_history(engine: &ugr_engine, user: Option<usize>, history: &[u32]) -> Result<(), Failure> {
-    let catalog = engine.inner.catalog();
-    if let Some(&bad) = history
-        .iter()
-        .find(|&&i| catalog.position(ItemId::new(i)).is_none())
+/// A batch's failure; an unknown item is attributed to the first user whose history holds
+/// it (searched only on this error path: the search itself validates every history).
+fn batch_failure(e: &Error, first_user: usize, histories: &[Vec<ItemId>]) -> Failure {
+    let mut failure = Failure::recommending(e);
+    if let Error::UnknownItem(item) = e
+        && let Some(u) = histories.iter().position(|h| h.contains(item))
     {
-        let who = user.map_or(String::new(), |u| format!("user {u}: "));
-        return Err(Failure::new(
-            ugr_status::UnknownItem,
-            format!("{who}history item {bad} is not in the catalog"),
-        ));
+        failure.message = format!("user {}: {}", first_user + u, failure.message);
     }
-    Ok(())
+    failure
 }
 
 fn as_items(history: &[u32]) -> Vec<ItemId> {
@@ -232,7 +228,6 @@ pub unsafe extern "C" fn ugr_recommend(
                 format!("`out` holds {} entries, k is {}", out.len(), opts.top_k),
             ));
         }
-        check_history(engine, None, history)?;
         let recs = engine
             .inner
             .recommend(&as_items(history), &opts)
@@ -313,9 +308,6 @@ pub unsafe extern "C" fn ugr_recommend_batch(
             )
         };
         let history = |u: usize| &items[offsets[u]..offsets[u + 1]];
-        for u in 0..n_users {
-            check_history(engine, Some(u), history(u))?;
-        }
         let mut lens = vec![0usize; n_users];
         for start in (0..n_users).step_by(BATCH_CHUNK) {
             let end = (start + BATCH_CHUNK).min(n_users);
@@ -324,7 +316,7 @@ pub unsafe extern "C" fn ugr_recommend_batch(
             let recs = engine
                 .inner
                 .recommend_batch(&histories, &opts)
-                .map_err(|e| Failure::recommending(&e))?;
+                .map_err(|e| batch_failure(&e, start, &owned))?;
             for (u, r) in (start..end).zip(&recs) {
                 let slots = &mut out[u * k..(u + 1) * k];
                 for (slot, rec) in slots.iter_mut().zip(&r.items) {

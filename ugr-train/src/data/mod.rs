@@ -264,11 +264,7 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
     if path.is_file() {
         return interactions::read(path, opts);
     }
-    let entries = std::fs::read_dir(path).map_err(|e| DataError::io(path, e))?;
-    let mut names: Vec<String> = entries
-        .filter_map(|e| e.ok().and_then(|e| e.file_name().into_string().ok()))
-        .collect();
-    names.sort();
+    let names = dir_names(path)?;
     if let Some(n) = names.iter().find(|n| n.ends_with(".inter.json")) {
         return letter::read(path, n.trim_end_matches(".inter.json"), opts);
     }
@@ -289,6 +285,16 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
     })
 }
 
+/// The sorted file names of a dataset directory.
+fn dir_names(path: &Path) -> Result<Vec<String>, DataError> {
+    let entries = std::fs::read_dir(path).map_err(|e| DataError::io(path, e))?;
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok().and_then(|e| e.file_name().into_string().ok()))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 /// The raw per-user chronological item sequences of a dataset, without any SID index:
 /// a LETTER directory (`<Name>.inter.json`) or an interactions CSV (`user,item,timestamp`).
 /// What `ugr sid build --interactions` learns item embeddings from.
@@ -301,11 +307,7 @@ pub fn raw_sequences(path: &Path) -> Result<Vec<Vec<ItemId>>, DataError> {
             .map(|s| s.into_iter().map(|x| x.1).collect())
             .collect());
     }
-    let entries = std::fs::read_dir(path).map_err(|e| DataError::io(path, e))?;
-    let mut names: Vec<String> = entries
-        .filter_map(|e| e.ok().and_then(|e| e.file_name().into_string().ok()))
-        .collect();
-    names.sort();
+    let names = dir_names(path)?;
     if let Some(n) = names.iter().find(|n| n.ends_with(".inter.json")) {
         return letter::read_sequences(&path.join(n), |_| true, &mut unknown);
     }
