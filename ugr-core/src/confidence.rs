@@ -67,6 +67,73 @@ impl Calibration {
         Ok(c)
     }
 
+    /// Fits an isotonic map to `(raw confidence, hit)` samples by pool-adjacent-violators:
+    /// the non-decreasing step function closest in squared error to the hit indicator.
+    /// Each pooled block becomes one knot at its mean raw value, so the map interpolates
+    /// linearly between block centres and is constant outside. Fails when there are no
+    /// samples or a raw value is not finite.
+    ///
+    /// ```
+    /// use ugr_core::Calibration;
+    /// let raw = [0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9];
+    /// let hit = [false, true, false, false, true, true, false, true];
+    /// let map = Calibration::fit_isotonic(&raw, &hit)?;
+    /// // blocks: {0.1} -> 0, {0.2, 0.3, 0.4} -> 1/3, {0.6, 0.7, 0.8} -> 2/3, {0.9} -> 1
+    /// assert_eq!(map.apply(0.05), 0.0);
+    /// assert!((map.apply(0.3) - 1.0 / 3.0).abs() < 1e-6);
+    /// assert!((map.apply(0.7) - 2.0 / 3.0).abs() < 1e-6);
+    /// assert_eq!(map.apply(0.95), 1.0);
+    /// # Ok::<(), ugr_core::Error>(())
+    /// ```
+    pub fn fit_isotonic(raw: &[f32], hit: &[bool]) -> Result<Self> {
+        let n = raw.len().min(hit.len());
+        if n == 0 || raw.iter().any(|r| !r.is_finite()) {
+            return Err(Error::InvalidOption {
+                name: "calibration",
+                reason: "needs at least one sample, all finite",
+            });
+        }
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&a, &b| raw[a].total_cmp(&raw[b]));
+        // Blocks of (sum of raw, sum of hits, count); equal raw values start pooled.
+        let mut blocks: Vec<(f64, f64, f64)> = Vec::new();
+        let mut last = f32::NAN;
+        for &i in &order {
+            let (x, y) = (f64::from(raw[i]), f64::from(u8::from(hit[i])));
+            match blocks.last_mut() {
+                Some(b) if raw[i] == last => *b = (b.0 + x, b.1 + y, b.2 + 1.0),
+                _ => blocks.push((x, y, 1.0)),
+            }
+            last = raw[i];
+            while blocks.len() > 1 {
+                let (b, a) = (blocks[blocks.len() - 1], blocks[blocks.len() - 2]);
+                if a.1 / a.2 < b.1 / b.2 {
+                    break;
+                }
+                blocks.pop();
+                let top = blocks.len() - 1;
+                blocks[top] = (a.0 + b.0, a.1 + b.1, a.2 + b.2);
+            }
+        }
+        let mut x: Vec<f32> = Vec::with_capacity(blocks.len());
+        let mut y: Vec<f32> = Vec::with_capacity(blocks.len());
+        for (sx, sy, m) in blocks {
+            let (kx, ky) = ((sx / m) as f32, ((sy / m) as f32).clamp(0.0, 1.0));
+            // Block means strictly increase in exact arithmetic; rounding to f32 may merge two.
+            match x.last() {
+                Some(&px) if kx <= px => {
+                    let top = y.len() - 1;
+                    y[top] = y[top].max(ky);
+                }
+                _ => {
+                    x.push(kx);
+                    y.push(ky.max(y.last().copied().unwrap_or(0.0)));
+                }
+            }
+        }
+        Calibration::isotonic(x, y)
+    }
+
     /// Checks monotonicity and ranges (a deserialized map is checked before use).
     pub fn validate(&self) -> Result<()> {
         let bad = Err(Error::InvalidOption {
@@ -117,5 +184,27 @@ impl Calibration {
                 y[i - 1] + t * (y[i] - y[i - 1])
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn isotonic_fit_pools_violators() {
+        // hits 1, 0, 1 at 0.1, 0.2, 0.3: the first two pool to 0.5 at their mean 0.15
+        let map = Calibration::fit_isotonic(&[0.1, 0.2, 0.3], &[true, false, true]).unwrap();
+        let Calibration::Isotonic { x, y } = &map else {
+            panic!("not isotonic")
+        };
+        assert_eq!(x.len(), 2);
+        assert!((x[0] - 0.15).abs() < 1e-6 && (y[0] - 0.5).abs() < 1e-6);
+        assert!((x[1] - 0.3).abs() < 1e-6 && (y[1] - 1.0).abs() < 1e-6);
+        // equal raw values are one block whatever their order
+        let map = Calibration::fit_isotonic(&[0.5, 0.5, 0.5, 0.5], &[true, false, false, true]).unwrap();
+        assert!((map.apply(0.5) - 0.5).abs() < 1e-6);
+        assert!(Calibration::fit_isotonic(&[], &[]).is_err());
+        assert!(Calibration::fit_isotonic(&[f32::NAN], &[true]).is_err());
     }
 }

@@ -1,4 +1,5 @@
-//! Ranking metrics with one relevant item per row: HR@K and NDCG@K.
+//! Ranking metrics with one relevant item per row (HR@K and NDCG@K), and the quality of a
+//! confidence as a predictor of a hit (ECE with a reliability diagram, AUROC).
 //!
 //! `pos` is the 0-based rank of the target among the returned items (`None` when it is
 //! absent). `HR@K = 1[pos < K]`, `NDCG@K = 1[pos < K] / log2(pos + 2)` (UGR-METHOD section 1).
@@ -16,6 +17,8 @@
 //! assert!((m.hr(3) - 2.0 / 3.0).abs() < 1e-12);
 //! assert!((m.ndcg(3) - (1.0 + 0.5) / 3.0).abs() < 1e-12);
 //! ```
+
+use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
@@ -80,4 +83,147 @@ impl RankingMetrics {
 /// The 0-based position of the first element equal to `target`.
 pub fn rank_of<T: PartialEq>(list: impl IntoIterator<Item = T>, target: &T) -> Option<usize> {
     list.into_iter().position(|x| x == *target)
+}
+
+/// One bin of a reliability diagram.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReliabilityBin {
+    /// Lowest confidence in the bin.
+    pub lo: f64,
+    /// Highest confidence in the bin.
+    pub hi: f64,
+    /// Mean confidence.
+    pub confidence: f64,
+    /// Fraction of hits.
+    pub accuracy: f64,
+    /// Samples.
+    pub count: u64,
+}
+
+/// Expected calibration error and the reliability diagram it comes from.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Reliability {
+    /// `sum_b (n_b / n) |accuracy_b - confidence_b|`.
+    pub ece: f64,
+    /// The bins, by increasing confidence.
+    pub bins: Vec<ReliabilityBin>,
+    /// Samples.
+    pub count: u64,
+}
+
+/// ECE over `bins` **equal-mass** bins: samples sorted by confidence, cut into `bins` runs of
+/// (nearly) equal size. Equal-mass bins keep every bin populated when confidences crowd
+/// into a narrow range, where equal-width bins would leave most empty. Equal confidences
+/// are never split across bins (a cut moves past the tie), so the result does not depend
+/// on the samples' order; a calibrated map's plateaus can therefore leave fewer bins.
+///
+/// ```
+/// use ugr_core::metrics::reliability;
+/// // perfectly calibrated halves: 0.2 with 1 hit in 5, 0.8 with 4 hits in 5
+/// let conf = [0.2; 5].into_iter().chain([0.8; 5]).collect::<Vec<f32>>();
+/// let hit = [true, false, false, false, false, true, true, true, true, false];
+/// let r = reliability(&conf, &hit, 2);
+/// assert!(r.ece < 1e-6);
+/// assert_eq!(r.bins.len(), 2);
+/// ```
+pub fn reliability(confidence: &[f32], hit: &[bool], bins: usize) -> Reliability {
+    let n = confidence.len().min(hit.len());
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| confidence[a].total_cmp(&confidence[b]));
+    let bins = bins.clamp(1, n.max(1));
+    let mut out = Reliability {
+        count: n as u64,
+        ..Reliability::default()
+    };
+    let mut start = 0;
+    for b in 0..bins {
+        let mut end = ((b + 1) * n / bins).max(start);
+        while end > 0 && end < n && confidence[order[end]] == confidence[order[end - 1]] {
+            end += 1;
+        }
+        if start == end {
+            continue;
+        }
+        let idx = &order[start..end];
+        let m = idx.len() as f64;
+        let conf = idx.iter().map(|&i| f64::from(confidence[i])).sum::<f64>() / m;
+        let acc = idx.iter().filter(|&&i| hit[i]).count() as f64 / m;
+        out.ece += (m / n as f64) * (acc - conf).abs();
+        out.bins.push(ReliabilityBin {
+            lo: f64::from(confidence[idx[0]]),
+            hi: f64::from(confidence[idx[idx.len() - 1]]),
+            confidence: conf,
+            accuracy: acc,
+            count: idx.len() as u64,
+        });
+        start = end;
+    }
+    out
+}
+
+/// Area under the ROC curve of `score` as a predictor of `label` (ties count one half);
+/// `None` when either class is empty.
+///
+/// ```
+/// use ugr_core::metrics::auroc;
+/// assert_eq!(auroc(&[0.9, 0.8, 0.3, 0.1], &[true, true, false, false]), Some(1.0));
+/// assert_eq!(auroc(&[0.5, 0.5], &[true, false]), Some(0.5));
+/// assert_eq!(auroc(&[0.5], &[true]), None);
+/// ```
+pub fn auroc(score: &[f32], label: &[bool]) -> Option<f64> {
+    let n = score.len().min(label.len());
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| score[a].total_cmp(&score[b]));
+    // Mann-Whitney U with mid-ranks for ties.
+    let (mut rank_sum, mut pos) = (0.0f64, 0u64);
+    let mut i = 0;
+    while i < n {
+        let mut j = i;
+        while j + 1 < n && score[order[j + 1]] == score[order[i]] {
+            j += 1;
+        }
+        let mid = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &order[i..=j] {
+            if label[k] {
+                rank_sum += mid;
+                pos += 1;
+            }
+        }
+        i = j + 1;
+    }
+    let neg = n as u64 - pos;
+    if pos == 0 || neg == 0 {
+        return None;
+    }
+    let (p, q) = (pos as f64, neg as f64);
+    Some((rank_sum - p * (p + 1.0) / 2.0) / (p * q))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ece_of_an_overconfident_predictor() {
+        // all at 0.9, half right: ECE = 0.4 whatever the binning
+        let conf = [0.9f32; 10];
+        let hit = [true, false, true, false, true, false, true, false, true, false];
+        for bins in [1, 3, 15] {
+            assert!((reliability(&conf, &hit, bins).ece - 0.4).abs() < 1e-6);
+        }
+        let r = reliability(&conf, &hit, 15);
+        assert_eq!(r.bins.len(), 1); // ties stay in one bin
+        let spread: Vec<f32> = (0..10).map(|i| i as f32 / 10.0).collect();
+        assert_eq!(reliability(&spread, &hit, 15).bins.len(), 10); // no more bins than samples
+        assert_eq!(r.bins.iter().map(|b| b.count).sum::<u64>(), 10);
+        assert_eq!(reliability(&[], &[], 15).ece, 0.0);
+    }
+
+    #[test]
+    fn auroc_counts_pairs() {
+        // positives at 0.8, 0.4; negatives at 0.6, 0.2: 3 of 4 pairs ordered
+        let a = auroc(&[0.8, 0.6, 0.4, 0.2], &[true, false, true, false]);
+        assert_eq!(a, Some(0.75));
+        assert_eq!(auroc(&[0.1, 0.9], &[true, false]), Some(0.0));
+    }
 }

@@ -4,8 +4,9 @@
 //! |---|---|
 //! | [`data`] | readers of the public formats and of users' logs; the synthetic dataset |
 //! | [`model`] | the SID transformer in candle; its [`ugr_core::SidModel`] implementation |
-//! | [`train`] | SFT: batches, AdamW, schedule, early stopping, checkpoints, run directories |
-//! | [`eval`] | evaluation with ugr-core's beam search and metrics |
+//! | [`train`] | SFT (batches, AdamW, schedule, early stopping, checkpoints, run directories) and the UGR RL stage |
+//! | [`eval`] | evaluation with ugr-core's beam search and metrics; confidence quality (ECE, AUROC, risk-coverage) |
+//! | [`plot`] | SVG charts: RL curves, reliability diagrams |
 //! | [`baselines`] | popularity and last-item-transition baselines |
 //! | [`bench`](mod@bench) | `ugr bench train`: throughput tables |
 //! | [`bench_engine`] | `ugr bench engine`: latency, FLOPs and the pruning curve of an exported model |
@@ -21,6 +22,7 @@ pub mod export;
 pub mod model;
 #[cfg(feature = "ort")]
 pub mod ort_backend;
+pub mod plot;
 pub mod sid;
 pub mod train;
 

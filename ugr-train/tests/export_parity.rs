@@ -47,6 +47,7 @@ fn run(
         info: RunInfo {
             sft: SftArgs::default(),
             model: cfg,
+            rl: None,
         },
         model,
         varmap,

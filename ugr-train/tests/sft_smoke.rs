@@ -88,6 +88,7 @@ fn sft_learns_and_resumes() {
         &train::RunInfo {
             sft: more,
             model: cfg,
+            rl: None,
         },
     )
     .unwrap();

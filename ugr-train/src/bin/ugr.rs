@@ -7,9 +7,11 @@ use clap::{Args, Parser, Subcommand};
 use ugr_train::baselines::Baselines;
 use ugr_train::data::index::SidIndex;
 use ugr_train::data::{self, LoadOptions, Split, SplitProtocol};
+use ugr_train::eval::confidence::ConfidenceCollector;
 use ugr_train::eval::{self, MetricTable};
 use ugr_train::model::{HistoryEncoding, ModelConfig};
 use ugr_train::sid;
+use ugr_train::train::rl::{RewardKind, RlArgs};
 use ugr_train::train::{self, DeviceKind, SftArgs};
 
 /// ugr: uncertainty-aware generative recommendation.
@@ -42,6 +44,22 @@ enum Command {
     /// Benchmarks that print a table.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Charts (SVG).
+    #[command(subcommand)]
+    Plot(PlotCommand),
+}
+
+#[derive(Subcommand)]
+enum PlotCommand {
+    /// RL training curves of several runs on one chart (e.g. the three reward types).
+    Curves {
+        /// RL run directories (each has curves.json).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// SVG file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -71,6 +89,92 @@ enum BenchCommand {
 enum TrainCommand {
     /// Supervised training: next-item SID prediction with teacher forcing.
     Sft(Box<SftCli>),
+    /// The UGR reinforcement stage from an SFT run: GRPO with the uncertainty-weighted
+    /// reward, difficulty-aware weighting and confidence alignment.
+    Rl(Box<RlCli>),
+}
+
+#[derive(Args)]
+struct RlCli {
+    /// The SFT run to start from.
+    #[arg(long)]
+    from: PathBuf,
+    /// Run directory (created).
+    #[arg(long)]
+    out: PathBuf,
+    /// Replace a run already in --out.
+    #[arg(long)]
+    overwrite: bool,
+    /// Weights file of the SFT run.
+    #[arg(long, default_value = "model.safetensors")]
+    from_weights: String,
+    #[arg(long, value_enum, default_value_t = RewardKind::Uncertainty)]
+    reward: RewardKind,
+    /// Temperature of the uncertainty reward.
+    #[arg(long, default_value_t = 1.0)]
+    tau: f32,
+    /// Difficulty-aware weighting of the policy loss: on or off.
+    #[arg(long, default_value = "on", value_parser = on_off, action = clap::ArgAction::Set)]
+    difficulty: bool,
+    /// alpha of a group whose target is the top beam (0: solved prompts get no policy gradient).
+    #[arg(long, default_value_t = 0.0)]
+    alpha_min: f32,
+    /// Confidence alignment (trains CONF_Q, C_LOW, C_HIGH): on or off.
+    #[arg(long, default_value = "on", value_parser = on_off, action = clap::ArgAction::Set)]
+    confidence: bool,
+    /// Weight of softplus(c_partial - c_gt).
+    #[arg(long, default_value_t = 0.0)]
+    lambda_p: f32,
+    /// Weight of softplus(c_wrong - c_gt).
+    #[arg(long, default_value_t = 0.5)]
+    lambda_w: f32,
+    /// Weight of softplus(c_wrong - c_partial) (the hierarchical ordering).
+    #[arg(long, default_value_t = 0.0)]
+    lambda_pw: f32,
+    /// Group size G: beams (distinct items) per prompt.
+    #[arg(long, default_value_t = 16)]
+    group: usize,
+    /// Prompts per optimiser step.
+    #[arg(long, default_value_t = 16)]
+    prompts_per_step: usize,
+    /// Learning rate (constant); default: the SFT run's peak / 100.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Linear learning-rate warm-up steps.
+    #[arg(long, default_value_t = 10)]
+    warmup_steps: usize,
+    /// Learning-rate multiplier of the new confidence parameters (CONF_Q, C_LOW, C_HIGH rows).
+    #[arg(long, default_value_t = 100.0)]
+    confidence_lr_scale: f64,
+    #[arg(long, default_value_t = 2)]
+    epochs: usize,
+    /// Prompts per epoch (0 = every training target), a seeded sample.
+    #[arg(long, default_value_t = 0)]
+    max_prompts: usize,
+    /// Stop after this many steps.
+    #[arg(long)]
+    max_steps: Option<usize>,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
+    device: DeviceKind,
+    /// Validate (HR@10, NDCG@10) every this many steps.
+    #[arg(long, default_value_t = 50)]
+    eval_every: usize,
+    /// Validation rows per check (0 = all), a fixed seeded sample.
+    #[arg(long, default_value_t = 2000)]
+    eval_rows: usize,
+    /// Validation rows the calibration map is fitted on (0 = all).
+    #[arg(long, default_value_t = 0)]
+    calibration_rows: usize,
+}
+
+fn on_off(s: &str) -> std::result::Result<bool, String> {
+    match s {
+        "on" | "true" => Ok(true),
+        "off" | "false" => Ok(false),
+        _ => Err(format!("expected on or off, got {s:?}")),
+    }
 }
 
 #[derive(Args)]
@@ -353,6 +457,16 @@ fn dispatch(command: Command) -> Result<()> {
     match command {
         Command::Quickstart(a) => quickstart(&a),
         Command::Train(TrainCommand::Sft(a)) => train_sft(&a),
+        Command::Train(TrainCommand::Rl(a)) => train_rl(&a),
+        Command::Plot(PlotCommand::Curves { runs, out }) => {
+            let curves = runs
+                .iter()
+                .map(|r| train::read_json(&r.join("curves.json")))
+                .collect::<Result<Vec<train::rl::Curves>>>()?;
+            ugr_train::plot::curves_svg(&out, &curves)?;
+            eprintln!("wrote {}", out.display());
+            Ok(())
+        }
         Command::Eval(a) => eval_run(&a),
         Command::Export(a) => export(&a),
         Command::Recommend(a) => recommend(&a),
@@ -493,6 +607,62 @@ fn train_sft(a: &SftCli) -> Result<()> {
     Ok(())
 }
 
+fn train_rl(a: &RlCli) -> Result<()> {
+    anyhow::ensure!(
+        a.overwrite || !a.out.join("run.json").exists(),
+        "{} already holds a run: pass --overwrite to replace it, or another --out",
+        a.out.display()
+    );
+    let args = RlArgs {
+        from_weights: a.from_weights.clone(),
+        reward: a.reward,
+        tau: a.tau,
+        difficulty: a.difficulty,
+        alpha_min: a.alpha_min,
+        confidence: a.confidence,
+        lambda_p: a.lambda_p,
+        lambda_w: a.lambda_w,
+        lambda_pw: a.lambda_pw,
+        group: a.group,
+        prompts_per_step: a.prompts_per_step,
+        lr: a.lr,
+        warmup_steps: a.warmup_steps,
+        confidence_lr_scale: a.confidence_lr_scale,
+        epochs: a.epochs,
+        max_prompts: a.max_prompts,
+        max_steps: a.max_steps,
+        seed: a.seed,
+        device: a.device,
+        eval_every: a.eval_every,
+        eval_rows: a.eval_rows,
+        calibration_rows: a.calibration_rows,
+        ..RlArgs::reference(a.from.clone())
+    };
+    let s = train::rl::train_rl(&args, &a.out)?;
+    eprintln!(
+        "done: {} steps in {:.0}s ({:.1} prompts/s); validation NDCG@10 {:.4} -> {:.4} (best {:.4} at step {}); \
+         final weights in {}, calibration map in {}",
+        s.steps,
+        s.wall_s,
+        s.prompts_per_s,
+        s.start_ndcg10,
+        s.final_ndcg10,
+        s.best_ndcg10,
+        s.best_step,
+        a.out.join("model.safetensors").display(),
+        a.out.join("calibration.json").display()
+    );
+    Ok(())
+}
+
+fn split_name(split: Split) -> &'static str {
+    match split {
+        Split::Train => "train",
+        Split::Valid => "valid",
+        Split::Test => "test",
+    }
+}
+
 fn eval_run(a: &EvalArgs) -> Result<()> {
     let device = a.device.device()?;
     let run = train::load_run(&a.run, &a.weights, &device)?;
@@ -506,12 +676,32 @@ fn eval_run(a: &EvalArgs) -> Result<()> {
     }
     let pb = indicatif::ProgressBar::new(rows.len() as u64);
     let decoder = ugr_train::model::CandleModel::new(&run.model, &ds.catalog);
-    let opts = eval::eval_options(a.beam, run.info.model.normalization());
+    // Learned confidence when the model has it (the search skips it otherwise).
+    let opts = ugr_core::SearchOptions {
+        learned_confidence: true,
+        ..eval::eval_options(a.beam, run.info.model.normalization())
+    };
+    let calibration = ugr_train::export::run_calibration(&a.run)?;
     let keep = a.engine.is_some();
-    let (result, lists) = eval::evaluate_search(&decoder, &ds.catalog, &rows, &opts, a.batch, keep, |n| {
-        pb.set_position(n as u64)
-    })?;
+    let mut lists: Vec<eval::Ranked> = Vec::new();
+    let mut collector = ConfidenceCollector::default();
+    let result = eval::search_rows(
+        &decoder,
+        &ds.catalog,
+        calibration.as_ref(),
+        &rows,
+        &opts,
+        a.batch,
+        |n| pb.set_position(n as u64),
+        |e, r| {
+            collector.add(e, r);
+            if keep {
+                lists.push(r.items.iter().map(|x| (x.item, x.score)).collect());
+            }
+        },
+    )?;
     pb.finish_and_clear();
+    let confidence = collector.report(calibration.is_some(), opts.beta);
     let (engine, engine_lines) = match &a.engine {
         Some(path) => {
             let (json, lines) = eval_engine(path, &ds, &rows, a, &lists)?;
@@ -541,6 +731,29 @@ fn eval_run(a: &EvalArgs) -> Result<()> {
         "wall {:.1}s, {:.1} recommendations/s, {:.1} model rows per request",
         result.wall_s, result.recs_per_s, result.model_rows_per_request
     );
+    for line in confidence.lines() {
+        println!("{line}");
+    }
+    let diagram = a.run.join(format!("reliability-{}.svg", split_name(a.split)));
+    let mut curves = vec![("top-1 vs hit@1, raw", &confidence.top1_vs_hit1_raw)];
+    if confidence.calibrated {
+        curves.push(("top-1 vs hit@1, calibrated", &confidence.top1_vs_hit1));
+    }
+    curves.push(("top-10 items vs target, raw", &confidence.items_vs_target_raw));
+    if confidence.calibrated {
+        curves.push(("top-10 items vs target, calibrated", &confidence.items_vs_target));
+    }
+    ugr_train::plot::reliability_svg(
+        &diagram,
+        &format!(
+            "{} {}: reliability ({} bins)",
+            ds.name,
+            split_name(a.split),
+            eval::confidence::ECE_BINS
+        ),
+        &curves,
+    )?;
+    eprintln!("wrote {}", diagram.display());
     let metrics = serde_json::json!({
         "dataset": ds.name,
         "split": a.split,
@@ -553,6 +766,7 @@ fn eval_run(a: &EvalArgs) -> Result<()> {
         "model_sid": result.sid,
         "baseline_last_item_transitions": trans,
         "baseline_popularity": pop,
+        "confidence": confidence,
         "engine": engine,
     });
     let path = a.run.join("metrics.json");

@@ -467,7 +467,8 @@ impl SidTransformer {
     }
 
     /// Sum of the token log-probs of each row's SID (level-normalised), with gradients:
-    /// `histories[i]` -> `sids[i]`. Used by the RL stage and by parity checks.
+    /// `histories[i]` -> `sids[i]`. Used by parity checks; the RL stage calls
+    /// [`score_sids`](Self::score_sids) on shared user states.
     pub fn sequence_log_probs(
         &self,
         catalog: &Catalog,
@@ -475,8 +476,24 @@ impl SidTransformer {
         sids: &[Sid],
     ) -> Result<Tensor> {
         let user = self.user_states(catalog, histories)?;
+        self.score_sids(catalog, &user, sids, false)?.0.sum(1)
+    }
+
+    /// One teacher-forced head pass over `[user, code_1, ..., code_L, CONF_Q]` for each row:
+    /// `user` is `[R, d]` (with gradients if the caller wants them), `sids[r]` the row's SID.
+    /// Returns `[R, L]` token log-probs (each level normalised as in decoding: over its
+    /// codebook, or over the trie's allowed codes with the trie loss) and, with
+    /// `confidence`, `[R]` logit differences `z[C_HIGH] - z[C_LOW]` read after `CONF_Q`
+    /// (the learned confidence is their sigmoid), exactly the search's confidence step.
+    pub fn score_sids(
+        &self,
+        catalog: &Catalog,
+        user: &Tensor,
+        sids: &[Sid],
+        confidence: bool,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         let l = self.cfg.levels();
-        let mut x = self.head_start(&user)?;
+        let rows = sids.len();
         let toks: Vec<Vec<u32>> = sids
             .iter()
             .map(|s| {
@@ -488,13 +505,24 @@ impl SidTransformer {
                     .collect())
             })
             .collect::<Result<_>>()?;
-        if l > 1 {
-            let inputs: Vec<u32> = toks.iter().flat_map(|t| t[..l - 1].iter().copied()).collect();
-            let inputs = Tensor::from_vec(inputs, (sids.len(), l - 1), &self.device)?;
+        let mut x = self.head_start(user)?;
+        // inputs after the user state: all L codes (+ CONF_Q) or the first L - 1
+        let fed = if confidence { l } else { l - 1 };
+        let mut inputs: Vec<u32> = toks.iter().flat_map(|t| t[..fed].iter().copied()).collect();
+        let per_row = fed + usize::from(confidence);
+        if confidence {
+            let q = Special::ConfQ.token().as_u32();
+            inputs = inputs
+                .chunks(fed)
+                .flat_map(|c| c.iter().copied().chain(std::iter::once(q)))
+                .collect();
+        }
+        if per_row > 0 {
+            let inputs = Tensor::from_vec(inputs, (rows, per_row), &self.device)?;
             x = Tensor::cat(&[&x, &self.head_embed(&inputs, 1)?], 1)?;
         }
         let (h, _) = self.head(&x, None, &mut None)?;
-        let mut total: Option<Tensor> = None;
+        let mut picked = Vec::with_capacity(l);
         for level in 0..l {
             let range = self.vocab.level_tokens(level);
             let mut logits = self.logits(&h.i((.., level, ..))?.contiguous()?, range.clone())?;
@@ -503,14 +531,18 @@ impl SidTransformer {
             }
             let lp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
             let codes: Vec<u32> = toks.iter().map(|t| t[level] - range.start).collect();
-            let codes = Tensor::from_vec(codes, (sids.len(), 1), &self.device)?;
-            let picked = lp.gather(&codes, 1)?.squeeze(1)?;
-            total = Some(match total {
-                Some(t) => (t + picked)?,
-                None => picked,
-            });
+            let codes = Tensor::from_vec(codes, (rows, 1), &self.device)?;
+            picked.push(lp.gather(&codes, 1)?);
         }
-        total.ok_or_else(|| candle_core::Error::Msg("no SID level".into()))
+        let log_probs = Tensor::cat(&picked, 1)?;
+        let conf = if confidence {
+            let lo = Special::CLow.token().as_u32();
+            let z = self.logits(&h.i((.., l + 1, ..))?.contiguous()?, lo..lo + 2)?;
+            Some((z.i((.., 1))? - z.i((.., 0))?)?)
+        } else {
+            None
+        };
+        Ok((log_probs, conf))
     }
 }
 

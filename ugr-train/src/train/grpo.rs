@@ -2,7 +2,7 @@
 //! section 2), on plain numbers: rewards (binary, rank, uncertainty-weighted), group
 //! advantages, the difficulty weight `alpha`, and the confidence-alignment loss.
 //!
-//! The training loop (issue `[ugr-rl]`, still open) feeds these with one rollout group:
+//! The training loop ([`super::rl`]) feeds these with one rollout group:
 //! the G beams of ugr-core's search, best first, their scores `s_k` (mean token log-prob)
 //! and which of them are correct (SID equal to the target's SID, so colliding items all
 //! count). The confidence loss is returned as weighted pairs so that the same numbers

@@ -10,6 +10,10 @@
 //! | `last.safetensors`, `optimizer.safetensors`, `state.json` | the last epoch, for `--resume` |
 //! | `log.jsonl` | one JSON line per epoch: loss, learning rate, validation HR/NDCG@10, speed |
 //!
+//! An RL run ([`rl`]) has the same `run.json` (plus its `rl` arguments), `config.json`,
+//! `model.safetensors` (the final model), and `best.safetensors`, `curves.json`,
+//! `curves.svg`, `summary.json` and `calibration.json`.
+//!
 //! Determinism: parameters are initialised from the seed (see [`crate::model::init`]),
 //! the batch order of epoch `e` and the dropout masks of step `s` are seeded by
 //! `(seed, e)` and `(seed, s)`, so a resumed run continues exactly as an uninterrupted one
@@ -18,6 +22,7 @@
 pub mod batches;
 pub mod grpo;
 pub mod optim;
+pub mod rl;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -129,6 +134,9 @@ pub struct RunInfo {
     pub sft: SftArgs,
     /// Model configuration.
     pub model: ModelConfig,
+    /// The RL stage's arguments, when this run is one (`ugr train rl`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rl: Option<rl::RlArgs>,
 }
 
 /// `state.json`: where a run stands.
@@ -242,7 +250,7 @@ pub fn sample_rows(rows: &[Example], n: usize, seed: u64) -> Vec<Example> {
     idx.into_iter().map(|i| rows[i].clone()).collect()
 }
 
-fn progress_bar(len: u64, prefix: String) -> indicatif::ProgressBar {
+pub(crate) fn progress_bar(len: u64, prefix: String) -> indicatif::ProgressBar {
     let pb = indicatif::ProgressBar::new(len);
     pb.set_style(
         indicatif::ProgressStyle::with_template(
@@ -311,6 +319,7 @@ pub fn train_sft(args: &SftArgs, cfg: &ModelConfig, out: &Path, resume: bool) ->
             &RunInfo {
                 sft: args.clone(),
                 model: cfg.clone(),
+                rl: None,
             },
         )?;
         write_json(&out.join("config.json"), cfg)?;

@@ -43,6 +43,8 @@ struct Slot {
     m: Tensor,
     v: Tensor,
     decay: bool,
+    /// Per-element learning-rate multiplier (broadcast against the variable), if any.
+    lr_scale: Option<Tensor>,
 }
 
 /// AdamW over named variables.
@@ -70,6 +72,7 @@ impl AdamW {
                     m,
                     v,
                     decay,
+                    lr_scale: None,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -78,6 +81,18 @@ impl AdamW {
             step_count: 0,
             params,
         })
+    }
+
+    /// Multiplies the learning rate of variable `name` element-wise by `scale` (any shape
+    /// that broadcasts against it, e.g. `[rows, 1]` for per-row rates). Fails for an unknown name.
+    pub fn set_lr_scale(&mut self, name: &str, scale: Tensor) -> Result<()> {
+        let slot = self
+            .slots
+            .iter_mut()
+            .find(|s| s.name == name)
+            .ok_or_else(|| candle_core::Error::Msg(format!("no variable {name}")))?;
+        slot.lr_scale = Some(scale);
+        Ok(())
     }
 
     /// Global L2 norm of the gradients.
@@ -108,7 +123,10 @@ impl AdamW {
             let g = (g * grad_scale)?;
             s.m = ((&s.m * p.beta1)? + (&g * (1.0 - p.beta1))?)?;
             s.v = ((&s.v * p.beta2)? + (g.sqr()? * (1.0 - p.beta2))?)?;
-            let update = ((&s.m * scale_m)? / ((&s.v * scale_v)?.sqrt()? + p.eps)?)?;
+            let mut update = ((&s.m * scale_m)? / ((&s.v * scale_v)?.sqrt()? + p.eps)?)?;
+            if let Some(scale) = &s.lr_scale {
+                update = update.broadcast_mul(scale)?;
+            }
             let decay = if s.decay { 1.0 - p.lr * p.weight_decay } else { 1.0 };
             let next = ((s.var.as_tensor() * decay)? - (update * p.lr)?)?;
             s.var.set(&next)?;

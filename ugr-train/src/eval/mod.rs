@@ -14,10 +14,14 @@ use std::time::Instant;
 use candle_core::Result;
 use serde::{Deserialize, Serialize};
 use ugr_core::metrics::{CUTOFFS, RankingMetrics};
-use ugr_core::{BeamSearch, Catalog, ItemId, Normalization, SearchOptions, Sid, SidModel};
+use ugr_core::{
+    BeamSearch, Calibration, Catalog, ItemId, Normalization, Recommendations, SearchOptions, Sid, SidModel,
+};
 
 use crate::data::Example;
 use crate::model::{CandleModel, SidTransformer};
+
+pub mod confidence;
 
 /// What an evaluation measured.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -135,15 +139,37 @@ pub fn evaluate_search<M: SidModel>(
     opts: &SearchOptions,
     batch: usize,
     keep: bool,
-    mut progress: impl FnMut(usize),
+    progress: impl FnMut(usize),
 ) -> ugr_core::Result<(EvalResult, Vec<Ranked>)> {
+    let mut lists = Vec::new();
+    let result = search_rows(model, catalog, None, rows, opts, batch, progress, |_, r| {
+        if keep {
+            lists.push(r.items.iter().map(|x| (x.item, x.score)).collect());
+        }
+    })?;
+    Ok((result, lists))
+}
+
+/// The evaluation loop: searches `rows` in chunks of `batch` (with `calibration` applied to
+/// the confidences), accumulates the ranking metrics, and hands every row's result to
+/// `each` (confidence reports, parity lists).
+#[allow(clippy::too_many_arguments)]
+pub fn search_rows<M: SidModel>(
+    model: &M,
+    catalog: &Catalog,
+    calibration: Option<&Calibration>,
+    rows: &[Example],
+    opts: &SearchOptions,
+    batch: usize,
+    mut progress: impl FnMut(usize),
+    mut each: impl FnMut(&Example, &Recommendations),
+) -> ugr_core::Result<EvalResult> {
     let start = Instant::now();
-    let mut search = BeamSearch::new(catalog);
+    let mut search = BeamSearch::new(catalog).with_calibration(calibration);
     let mut item = RankingMetrics::default();
     let mut sid = RankingMetrics::default();
     let mut model_rows = 0u64;
     let mut done = 0;
-    let mut lists = Vec::new();
     for chunk in rows.chunks(batch.max(1)) {
         let histories: Vec<&[ItemId]> = chunk.iter().map(|e| e.history.as_slice()).collect();
         let results = search.run(model, &histories, opts)?;
@@ -153,23 +179,20 @@ pub fn evaluate_search<M: SidModel>(
             item.add(pi);
             sid.add(ps);
             model_rows += u64::from(r.stats.model_rows);
-            if keep {
-                lists.push(r.items.iter().map(|x| (x.item, x.score)).collect());
-            }
+            each(e, r);
         }
         done += chunk.len();
         progress(done);
     }
     let wall_s = start.elapsed().as_secs_f64();
-    let result = EvalResult {
+    Ok(EvalResult {
         item: MetricTable::of(&item),
         sid: MetricTable::of(&sid),
         rows: rows.len(),
         wall_s,
         recs_per_s: rows.len() as f64 / wall_s.max(1e-9),
         model_rows_per_request: model_rows as f64 / rows.len().max(1) as f64,
-    };
-    Ok((result, lists))
+    })
 }
 
 /// One row whose two lists differ.

@@ -1,0 +1,327 @@
+//! CI test of the RL stage (`[ugr-rl]`): a few steps on small data through the `ugr`
+//! command line with every option, what the run directory holds, the export of the
+//! confidence graph and calibration map into the engine; and the confidence tokens'
+//! start at exactly 0.5, read the same by the teacher-forced pass and the beam search.
+//! The per-group formulas are tested by hand in `ugr_train::train::grpo`.
+
+use std::path::Path;
+use std::process::Command;
+
+use candle_core::{DType, Device, Tensor};
+use ugr_core::vocab::Special;
+use ugr_core::{BeamSearch, Calibration, ItemId, SearchOptions, Sid};
+use ugr_train::data::synthetic::{SyntheticSpec, generate};
+use ugr_train::model::{CandleModel, HistoryEncoding, ModelConfig};
+use ugr_train::train::rl::{Curves, RlSummary, init_confidence_tokens};
+use ugr_train::train::{self, RunInfo, SftArgs, new_model, read_json};
+
+fn ugr(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_ugr"))
+        .args(args)
+        .output()
+        .expect("running ugr");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "ugr {args:?} failed:\n{text}");
+    text
+}
+
+fn tiny(catalog: &ugr_core::Catalog) -> ModelConfig {
+    ModelConfig {
+        d_model: 32,
+        layers: 1,
+        heads: 2,
+        d_ff: 64,
+        head_layers: 1,
+        dropout: 0.0,
+        max_history: 20,
+        history: HistoryEncoding::Item,
+        trie_loss: true,
+        ..ModelConfig::default_for(catalog.vocab())
+    }
+}
+
+/// A short SFT run on the built-in synthetic data.
+fn sft_run(dir: &Path) {
+    let args = SftArgs {
+        epochs: 1,
+        max_steps: Some(40),
+        batch_size: 64,
+        lr: 5e-3,
+        warmup_steps: 5,
+        eval_rows: 100,
+        ..SftArgs::default()
+    };
+    let ds = ugr_train::data::load(&args.data, &args.load).unwrap();
+    train::train_sft(&args, &tiny(&ds.catalog), dir, false).unwrap();
+}
+
+fn weights(path: &Path) -> Vec<f32> {
+    let t = candle_core::safetensors::load(path, &Device::Cpu).unwrap();
+    t["head.layers.0.attn.qkv.weight"]
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
+#[test]
+fn rl_runs_with_every_option_and_exports_confidence() {
+    ugr_train::configure_runtime();
+    let tmp = tempfile::tempdir().unwrap();
+    let sft = tmp.path().join("sft");
+    sft_run(&sft);
+    let sft_s = sft.to_str().unwrap();
+    let common = [
+        "--max-steps",
+        "4",
+        "--prompts-per-step",
+        "8",
+        "--group",
+        "6",
+        "--max-prompts",
+        "64",
+        "--eval-every",
+        "2",
+        "--eval-rows",
+        "100",
+        "--calibration-rows",
+        "200",
+        "--lr",
+        "1e-3",
+        "--warmup-steps",
+        "2",
+        "--epochs",
+        "2",
+        "--device",
+        "cpu",
+    ];
+    let configs: [(&str, &[&str]); 3] = [
+        (
+            "ugr",
+            &[
+                "--reward",
+                "uncertainty",
+                "--tau",
+                "0.5",
+                "--difficulty",
+                "on",
+                "--alpha-min",
+                "0.1",
+                "--confidence",
+                "on",
+                "--lambda-p",
+                "0.2",
+                "--lambda-w",
+                "0.5",
+                "--lambda-pw",
+                "0.1",
+                "--confidence-lr-scale",
+                "10",
+                "--seed",
+                "3",
+            ],
+        ),
+        (
+            "binary",
+            &["--reward", "binary", "--difficulty", "off", "--confidence", "off"],
+        ),
+        ("rank", &["--reward", "rank", "--confidence", "off"]),
+    ];
+    let mut runs = Vec::new();
+    for (name, flags) in configs {
+        let out = tmp.path().join(name);
+        let mut args = vec!["train", "rl", "--from", sft_s, "--out", out.to_str().unwrap()];
+        args.extend(common);
+        args.extend(flags);
+        ugr(&args);
+        let info: RunInfo = read_json(&out.join("run.json")).unwrap();
+        let rl = info.rl.expect("an RL run records its arguments");
+        assert_eq!(info.model.confidence, name == "ugr");
+        assert_eq!(rl.lr, Some(1e-3));
+        let summary: RlSummary = read_json(&out.join("summary.json")).unwrap();
+        assert_eq!(summary.steps, 4);
+        let curves: Curves = read_json(&out.join("curves.json")).unwrap();
+        let steps: Vec<usize> = curves.points.iter().map(|p| p.step).collect();
+        assert_eq!(steps, [0, 2, 4]);
+        assert!(
+            curves.points[1..]
+                .iter()
+                .all(|p| (0.0..=1.0).contains(&p.group_hit_rate))
+        );
+        // the policy moved (the head's attention weights are not the SFT ones)
+        assert_ne!(
+            weights(&sft.join("model.safetensors")),
+            weights(&out.join("model.safetensors"))
+        );
+        let map: Calibration = read_json(&out.join("calibration.json")).unwrap();
+        map.validate().unwrap();
+        assert!(
+            std::fs::read_to_string(out.join("curves.svg"))
+                .unwrap()
+                .contains("<svg")
+        );
+        runs.push(out);
+    }
+    let ugr_run = runs[0].to_str().unwrap();
+    let rl_curves = runs[0].join("curves.json");
+    let curves: Curves = read_json(&rl_curves).unwrap();
+    assert!(curves.points[1..].iter().any(|p| p.confidence_correct.is_some()));
+
+    // an RL run cannot be the start of another
+    let again = Command::new(env!("CARGO_BIN_EXE_ugr"))
+        .args([
+            "train",
+            "rl",
+            "--from",
+            ugr_run,
+            "--out",
+            tmp.path().join("x").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already has confidence tokens"));
+
+    // the three reward types on one chart
+    let chart = tmp.path().join("curves.svg");
+    let mut args = vec!["plot", "curves", "--out", chart.to_str().unwrap()];
+    args.extend(runs.iter().map(|r| r.to_str().unwrap()));
+    ugr(&args);
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    for label in ["uncertainty+difficulty+confidence", "binary", "rank+difficulty"] {
+        assert!(svg.contains(label), "{label} missing from the chart");
+    }
+
+    // evaluation reports the learned confidence, calibrated by the run's map
+    let text = ugr(&["eval", "--run", ugr_run, "--split", "valid", "--rows", "200"]);
+    assert!(text.contains("confidence: learned"), "{text}");
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(runs[0].join("metrics.json")).unwrap()).unwrap();
+    let conf = &metrics["confidence"];
+    assert_eq!(conf["calibrated"], true);
+    assert_eq!(conf["risk_coverage"].as_array().unwrap().len(), 6);
+    assert!(conf["top1_vs_hit1"]["ece"].as_f64().unwrap() <= 1.0);
+    assert!(runs[0].join("reliability-valid.svg").exists());
+    let text = ugr(&[
+        "eval",
+        "--run",
+        runs[1].to_str().unwrap(),
+        "--split",
+        "valid",
+        "--rows",
+        "200",
+    ]);
+    assert!(text.contains("confidence: beam posterior"), "{text}");
+
+    // the artifact carries the confidence graph and the map; the engine uses both
+    let artifact = tmp.path().join("ugr.ugr");
+    ugr(&["export", "--run", ugr_run, "--out", artifact.to_str().unwrap()]);
+    let engine = ugr_core::onnx::Engine::open(&artifact).unwrap();
+    assert!(engine.has_calibration());
+    let ds = ugr_train::data::load(&SftArgs::default().data, &SftArgs::default().load).unwrap();
+    let recs = engine
+        .recommend(&ds.test[0].history, &SearchOptions::default())
+        .unwrap();
+    assert!(!recs.items.is_empty());
+    let map = ugr_train::export::run_calibration(&runs[0]).unwrap().unwrap();
+    for r in &recs.items {
+        let raw = r
+            .learned_confidence
+            .expect("the engine reads the learned confidence");
+        assert!((r.confidence - map.apply(raw)).abs() < 1e-6);
+    }
+}
+
+#[test]
+fn confidence_starts_at_one_half_and_the_search_reads_what_training_trains() {
+    let ds = generate(
+        &SyntheticSpec {
+            items: 120,
+            users: 40,
+            ..SyntheticSpec::default()
+        },
+        5,
+    );
+    let cfg = ModelConfig {
+        confidence: true,
+        ..tiny(&ds.catalog)
+    };
+    let (model, varmap) = new_model(&cfg, 9, &Device::Cpu).unwrap();
+    let histories: Vec<Vec<ItemId>> = ds.test.iter().take(4).map(|e| e.history.clone()).collect();
+    let refs: Vec<&[ItemId]> = histories.iter().map(Vec::as_slice).collect();
+    let opts = SearchOptions {
+        beam: 6,
+        top_k: 6,
+        normalization: cfg.normalization(),
+        ..SearchOptions::default()
+    };
+    let search = |m| {
+        BeamSearch::new(&ds.catalog)
+            .run(&CandleModel::new(m, &ds.catalog), &refs, &opts)
+            .unwrap()
+    };
+    // a random start is not 0.5; after the initialisation every confidence is exactly 0.5
+    let before = search(&model);
+    assert!(before[0].items.iter().any(|r| r.learned_confidence != Some(0.5)));
+    init_confidence_tokens(&varmap).unwrap();
+    for r in search(&model).iter().flat_map(|r| &r.items) {
+        assert_eq!(r.learned_confidence, Some(0.5));
+    }
+    // move C_HIGH away, then the teacher-forced confidence equals the search's
+    {
+        let data = varmap.data().lock().unwrap();
+        let emb = &data["tok_emb.weight"];
+        let mut v: Vec<f32> = emb.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+        let d = cfg.d_model;
+        let hi = Special::CHigh.token().as_u32() as usize;
+        for (i, x) in v[hi * d..(hi + 1) * d].iter_mut().enumerate() {
+            *x = ((i * 7919) % 13) as f32 / 13.0 - 0.5;
+        }
+        emb.set(
+            &Tensor::from_vec(v, emb.shape(), &Device::Cpu)
+                .unwrap()
+                .to_dtype(DType::F32)
+                .unwrap(),
+        )
+        .unwrap();
+    }
+    let results = search(&model);
+    let mut users = Vec::new();
+    let mut sids = Vec::new();
+    let mut want = Vec::new();
+    for (h, r) in histories.iter().zip(&results) {
+        for item in &r.items {
+            users.push(
+                h.iter()
+                    .map(|&i| ds.catalog.sid_of(i).unwrap())
+                    .collect::<Vec<Sid>>(),
+            );
+            sids.push(ds.catalog.sid(item.sid_index));
+            want.push(item.learned_confidence.unwrap());
+        }
+    }
+    assert!(want.iter().any(|&c| (c - 0.5).abs() > 1e-3));
+    let user_refs: Vec<&[Sid]> = users.iter().map(Vec::as_slice).collect();
+    let states = model.user_states(&ds.catalog, &user_refs).unwrap();
+    let (log_probs, diff) = model.score_sids(&ds.catalog, &states, &sids, true).unwrap();
+    let got: Vec<f32> = candle_nn::ops::sigmoid(&diff.unwrap())
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() < 1e-5, "teacher-forced {g} vs search {w}");
+    }
+    // and the log-probs are the search's scores (mean over the L levels)
+    let lp: Vec<f32> = log_probs.mean(1).unwrap().to_vec1().unwrap();
+    let scores: Vec<f32> = results
+        .iter()
+        .flat_map(|r| r.items.iter().map(|i| i.score))
+        .collect();
+    for (g, w) in lp.iter().zip(&scores) {
+        assert!((g - w).abs() < 1e-4, "teacher-forced {g} vs search {w}");
+    }
+}
