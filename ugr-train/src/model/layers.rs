@@ -2,7 +2,7 @@
 //!
 //! candle 0.11's fused `layer_norm` and `softmax_last_dim` pass no gradient (candle
 //! issue 3011), so layer norm is composed from mean/sub/div and attention uses the
-//! composite `candle_nn::ops::softmax`. `tests/gradients.rs` checks that every parameter
+//! composite `candle_nn::ops::softmax`. `tests/it/model.rs` checks that every parameter
 //! receives a gradient.
 
 use candle_core::{D, Module, Result, Tensor};
