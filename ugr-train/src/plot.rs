@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use anyhow::{Result, anyhow};
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use ugr_core::metrics::Reliability;
 
@@ -34,6 +35,37 @@ fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     }
     let pad = ((hi - lo) * 0.08).max(1e-4);
     (lo - pad, hi + pad)
+}
+
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// One labelled series: a line through `pts` with a dot on each point.
+fn labelled_line(
+    chart: &mut Chart<'_, '_>,
+    pts: &[(f64, f64)],
+    color: RGBColor,
+    label: String,
+) -> Result<()> {
+    chart
+        .draw_series(LineSeries::new(pts.to_vec(), color.stroke_width(2)))
+        .map_err(err)?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+    chart
+        .draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
+        .map_err(err)?;
+    Ok(())
+}
+
+/// The series labels in a framed box at `position`.
+fn legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, position: SeriesLabelPosition) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)
 }
 
 /// Draws the runs' curves on one chart per figure: validation NDCG@10 and HR@10, the
@@ -99,14 +131,7 @@ pub fn curves_svg(path: &Path, runs: &[Curves]) -> Result<()> {
                 .map(|p| (p.step as f64, get(p)))
                 .filter(|(_, v)| v.is_finite())
                 .collect();
-            chart
-                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
-                .map_err(err)?
-                .label(run.label.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
-            chart
-                .draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
-                .map_err(err)?;
+            labelled_line(&mut chart, &pts, color, run.label.clone())?;
             if is_conf {
                 let wrong: Vec<(f64, f64)> = run
                     .points
@@ -127,13 +152,7 @@ pub fn curves_svg(path: &Path, runs: &[Curves]) -> Result<()> {
                 }
             }
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
+        legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     }
     root.present().map_err(err)?;
     Ok(())
@@ -173,22 +192,9 @@ pub fn reliability_svg(path: &Path, title: &str, curves: &[(&str, &Reliability)]
     for (i, (name, r)) in curves.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
         let pts: Vec<(f64, f64)> = r.bins.iter().map(|b| (b.confidence, b.accuracy)).collect();
-        chart
-            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
-            .map_err(err)?
-            .label(format!("{name} (ECE {:.4})", r.ece))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
-        chart
-            .draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
-            .map_err(err)?;
+        labelled_line(&mut chart, &pts, color, format!("{name} (ECE {:.4})", r.ece))?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)?;
+    legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
     root.present().map_err(err)?;
     Ok(())
 }
