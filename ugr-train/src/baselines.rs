@@ -19,6 +19,7 @@ use crate::data::{Example, TrainSequence};
 
 /// Both baselines, fitted on the training sequences.
 pub struct Baselines {
+    /// Every catalog item, most popular first.
     popular: Vec<ItemId>,
     transitions: HashMap<ItemId, Vec<ItemId>>,
 }
@@ -29,7 +30,8 @@ impl Baselines {
         let pop = |i: ItemId| catalog.popularity(i).unwrap_or(0);
         let mut popular: Vec<ItemId> = catalog.item_ids().to_vec();
         popular.sort_by(|a, b| pop(*b).cmp(&pop(*a)).then(a.cmp(b)));
-        popular.truncate(20);
+        // The whole catalog in popularity order: lists stop at 20, and under
+        // `exclude_history` the back-off reads on past any number of history items.
         let mut counts: HashMap<ItemId, HashMap<ItemId, u32>> = HashMap::new();
         for s in train {
             for j in s.first_target.max(1)..s.items.len() {
@@ -51,36 +53,44 @@ impl Baselines {
         Baselines { popular, transitions }
     }
 
-    /// The popularity list.
-    pub fn popularity(&self) -> &[ItemId] {
-        &self.popular
-    }
-
-    /// The transition list for a history, backed off to popularity (20 distinct items).
-    pub fn transitions(&self, history: &[ItemId]) -> Vec<ItemId> {
+    /// The transition list for a history, backed off to popularity (20 distinct items);
+    /// with `exclude_history`, items of the history are skipped (as the search's option).
+    pub fn transitions(&self, history: &[ItemId], exclude_history: bool) -> Vec<ItemId> {
+        let keep = |i: &ItemId| !exclude_history || !history.contains(i);
         let mut out: Vec<ItemId> = history
             .last()
             .and_then(|a| self.transitions.get(a))
-            .cloned()
+            .map(|v| v.iter().copied().filter(keep).collect())
             .unwrap_or_default();
         for &p in &self.popular {
             if out.len() >= 20 {
                 break;
             }
-            if !out.contains(&p) {
+            if keep(&p) && !out.contains(&p) {
                 out.push(p);
             }
         }
+        out.truncate(20);
         out
     }
 
-    /// Metrics of (popularity, transitions) on `rows`.
-    pub fn evaluate(&self, rows: &[Example]) -> (RankingMetrics, RankingMetrics) {
+    /// Metrics of (popularity, transitions) on `rows`, both skipping history items when
+    /// `exclude_history`.
+    pub fn evaluate(&self, rows: &[Example], exclude_history: bool) -> (RankingMetrics, RankingMetrics) {
         let mut pop = RankingMetrics::default();
         let mut tr = RankingMetrics::default();
         for e in rows {
-            pop.add(self.popular.iter().position(|&i| i == e.target));
-            tr.add(self.transitions(&e.history).iter().position(|&i| i == e.target));
+            let mut popular = self
+                .popular
+                .iter()
+                .filter(|i| !exclude_history || !e.history.contains(i))
+                .take(20);
+            pop.add(popular.position(|&i| i == e.target));
+            tr.add(
+                self.transitions(&e.history, exclude_history)
+                    .iter()
+                    .position(|&i| i == e.target),
+            );
         }
         (pop, tr)
     }

@@ -300,6 +300,12 @@ struct EvalArgs {
     /// top-10 with the run's, row by row.
     #[arg(long)]
     engine: Option<PathBuf>,
+    /// Never recommend an item of the user's history, in the model, the engine and the
+    /// baselines alike (the serving option of the same name). Off by default: the
+    /// published LOO figures do not exclude; on Beauty and Instruments no test target
+    /// repeats a history item, so excluding only frees slots.
+    #[arg(long)]
+    exclude_history: bool,
 }
 
 #[derive(Args)]
@@ -679,6 +685,7 @@ fn eval_run(a: &EvalArgs) -> Result<()> {
     // Learned confidence when the model has it (the search skips it otherwise).
     let opts = ugr_core::SearchOptions {
         learned_confidence: true,
+        exclude_history: a.exclude_history,
         ..eval::eval_options(a.beam, run.info.model.normalization())
     };
     let calibration = ugr_train::export::run_calibration(&a.run)?;
@@ -710,14 +717,19 @@ fn eval_run(a: &EvalArgs) -> Result<()> {
         None => (None, Vec::new()),
     };
     let baselines = Baselines::fit(&ds.catalog, &ds.train);
-    let (pop, trans) = baselines.evaluate(&rows);
+    let (pop, trans) = baselines.evaluate(&rows, a.exclude_history);
     let (pop, trans) = (MetricTable::of(&pop), MetricTable::of(&trans));
     println!(
-        "{} {:?} split: {} rows, beam {}",
+        "{} {:?} split: {} rows, beam {}{}",
         ds.name,
         a.split,
         rows.len(),
-        a.beam
+        a.beam,
+        if a.exclude_history {
+            ", history items excluded"
+        } else {
+            ""
+        }
     );
     println!("{}", MetricTable::header());
     println!("{}", result.item.row("model (hit = target item)"));
@@ -758,6 +770,7 @@ fn eval_run(a: &EvalArgs) -> Result<()> {
         "dataset": ds.name,
         "split": a.split,
         "beam": a.beam,
+        "exclude_history": a.exclude_history,
         "rows": result.rows,
         "wall_s": result.wall_s,
         "recommendations_per_s": result.recs_per_s,
@@ -790,7 +803,10 @@ fn eval_engine(
         path.display(),
         ds.name
     );
-    let opts = eval::eval_options(a.beam, engine.model().normalization());
+    let opts = ugr_core::SearchOptions {
+        exclude_history: a.exclude_history,
+        ..eval::eval_options(a.beam, engine.model().normalization())
+    };
     let pb = indicatif::ProgressBar::new(rows.len() as u64);
     let (result, lists) = eval::evaluate_search(
         engine.model(),

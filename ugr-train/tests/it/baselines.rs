@@ -23,7 +23,7 @@ fn floors_match_the_published_figures() {
     ] {
         let ds = data::load(&dir.join(name), &LoadOptions::default()).unwrap();
         let b = Baselines::fit(&ds.catalog, &ds.train);
-        let (p, t) = b.evaluate(&ds.test);
+        let (p, t) = b.evaluate(&ds.test, false);
         let close = |got: f64, want: f64, tol: f64| (got - want).abs() <= tol;
         assert!(
             close(p.hr(10), pop.0, 0.0015) && close(p.ndcg(10), pop.1, 0.0015),
@@ -40,4 +40,36 @@ fn floors_match_the_published_figures() {
             t.ndcg(10)
         );
     }
+}
+
+#[test]
+fn excluding_the_history_skips_only_history_items() {
+    use ugr_train::data::synthetic::{SyntheticSpec, generate};
+    let ds = generate(&SyntheticSpec::default(), 20);
+    let b = Baselines::fit(&ds.catalog, &ds.train);
+    let mut shortened = 0;
+    for e in &ds.test {
+        let all = b.transitions(&e.history, false);
+        let fresh = b.transitions(&e.history, true);
+        assert_eq!(fresh.len(), 20, "the back-off fills the list");
+        assert!(fresh.iter().all(|i| !e.history.contains(i)));
+        // The kept items come in the same order as without exclusion.
+        let kept: Vec<_> = all.iter().filter(|i| !e.history.contains(i)).copied().collect();
+        assert_eq!(&fresh[..kept.len()], &kept[..]);
+        shortened += usize::from(kept.len() < all.len());
+    }
+    assert!(
+        shortened > 0,
+        "the synthetic histories overlap the transition lists"
+    );
+    // A target never in the history can only move up.
+    let rows: Vec<_> = ds
+        .test
+        .iter()
+        .filter(|e| !e.history.contains(&e.target))
+        .cloned()
+        .collect();
+    let (p0, t0) = b.evaluate(&rows, false);
+    let (p1, t1) = b.evaluate(&rows, true);
+    assert!(p1.hr(10) >= p0.hr(10) && t1.hr(10) >= t0.hr(10) && t1.ndcg(10) >= t0.ndcg(10));
 }

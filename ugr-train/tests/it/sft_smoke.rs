@@ -73,7 +73,7 @@ fn sft_learns_and_resumes() {
     let run = train::load_run(dir.path(), "model.safetensors", &Device::Cpu).unwrap();
     let rows = train::sample_rows(&ds.examples(Split::Train, cfg.max_history), 400, 1);
     let model = eval::evaluate(&run.model, &ds.catalog, &rows, 20, 128, |_| {}).unwrap();
-    let (pop, _) = Baselines::fit(&ds.catalog, &ds.train).evaluate(&rows);
+    let (pop, _) = Baselines::fit(&ds.catalog, &ds.train).evaluate(&rows, false);
     assert!(
         model.item.hr_at(10) > pop.hr(10),
         "model HR@10 {:.4} does not beat popularity {:.4}",
