@@ -5,20 +5,14 @@
 use candle_core::Device;
 use ugr_core::onnx::{Engine, TractModel};
 use ugr_core::{BeamSearch, Bundle, ItemId, SearchOptions, Sid, SidModel, Special, Step, TokenId};
-use ugr_train::data::synthetic::{SyntheticSpec, generate};
 use ugr_train::export::{ExportOptions, bundle};
 use ugr_train::model::{CandleModel, HistoryEncoding, ModelConfig};
 use ugr_train::train::{LoadedRun, RunInfo, SftArgs, new_model};
 
+use crate::common::{synthetic, two_layer};
+
 fn data() -> ugr_train::data::Dataset {
-    generate(
-        &SyntheticSpec {
-            items: 150,
-            users: 80,
-            ..SyntheticSpec::default()
-        },
-        8,
-    )
+    synthetic(150, 80, 8)
 }
 
 fn run(
@@ -29,18 +23,10 @@ fn run(
     confidence: bool,
 ) -> LoadedRun {
     let cfg = ModelConfig {
-        d_model: 32,
-        layers: 2,
-        heads: 4,
-        d_ff: 64,
-        head_layers: 2,
-        dropout: 0.0,
-        max_history: 8,
-        history,
         trie_loss,
         confidence,
         sid_embeddings: if sid { ds.catalog.sid_count() + 1 } else { 0 },
-        ..ModelConfig::default_for(ds.catalog.vocab())
+        ..two_layer(&ds.catalog, history, 0.0)
     };
     let (model, varmap) = new_model(&cfg, 11, &Device::Cpu).unwrap();
     LoadedRun {

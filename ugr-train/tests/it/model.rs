@@ -5,35 +5,19 @@ use candle_core::Device;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use ugr_core::{BeamSearch, Catalog, ItemId, SearchOptions, Sid};
-use ugr_train::data::synthetic::{SyntheticSpec, generate};
 use ugr_train::model::layers::Dropout;
 use ugr_train::model::{CandleModel, HistoryEncoding, ModelConfig};
 use ugr_train::train::batches::{build_batch, windows};
 use ugr_train::train::new_model;
 
+use crate::common::{synthetic, two_layer};
+
 fn small(catalog: &Catalog, history: HistoryEncoding) -> ModelConfig {
-    ModelConfig {
-        d_model: 32,
-        layers: 2,
-        heads: 4,
-        d_ff: 64,
-        head_layers: 2,
-        dropout: 0.1,
-        max_history: 8,
-        history,
-        ..ModelConfig::default_for(catalog.vocab())
-    }
+    two_layer(catalog, history, 0.1)
 }
 
 fn tiny_data() -> ugr_train::data::Dataset {
-    generate(
-        &SyntheticSpec {
-            items: 120,
-            users: 60,
-            ..SyntheticSpec::default()
-        },
-        8,
-    )
+    synthetic(120, 60, 8)
 }
 
 #[test]

@@ -10,10 +10,11 @@ use std::process::Command;
 use candle_core::{DType, Device, Tensor};
 use ugr_core::vocab::Special;
 use ugr_core::{BeamSearch, Calibration, ItemId, SearchOptions, Sid};
-use ugr_train::data::synthetic::{SyntheticSpec, generate};
-use ugr_train::model::{CandleModel, HistoryEncoding, ModelConfig};
+use ugr_train::model::{CandleModel, ModelConfig};
 use ugr_train::train::rl::{Curves, RlSummary, init_confidence_tokens};
 use ugr_train::train::{self, RunInfo, SftArgs, new_model, read_json};
+
+use crate::common::{one_layer, synthetic};
 
 fn ugr(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_ugr"))
@@ -31,16 +32,8 @@ fn ugr(args: &[&str]) -> String {
 
 fn tiny(catalog: &ugr_core::Catalog) -> ModelConfig {
     ModelConfig {
-        d_model: 32,
-        layers: 1,
-        heads: 2,
-        d_ff: 64,
-        head_layers: 1,
-        dropout: 0.0,
-        max_history: 20,
-        history: HistoryEncoding::Item,
         trie_loss: true,
-        ..ModelConfig::default_for(catalog.vocab())
+        ..one_layer(catalog)
     }
 }
 
@@ -238,14 +231,7 @@ fn rl_runs_with_every_option_and_exports_confidence() {
 
 #[test]
 fn confidence_starts_at_one_half_and_the_search_reads_what_training_trains() {
-    let ds = generate(
-        &SyntheticSpec {
-            items: 120,
-            users: 40,
-            ..SyntheticSpec::default()
-        },
-        5,
-    );
+    let ds = synthetic(120, 40, 5);
     let cfg = ModelConfig {
         confidence: true,
         ..tiny(&ds.catalog)

@@ -9,8 +9,9 @@ use candle_core::Device;
 use ugr_train::baselines::Baselines;
 use ugr_train::data::{self, LoadOptions, Split, shared_data_dir, synthetic};
 use ugr_train::eval;
-use ugr_train::model::{HistoryEncoding, ModelConfig};
 use ugr_train::train::{self, EpochLog, SftArgs};
+
+use crate::common::one_layer;
 
 fn dataset() -> PathBuf {
     match shared_data_dir() {
@@ -39,17 +40,7 @@ fn sft_learns_and_resumes() {
     ugr_train::configure_runtime();
     let data_path = dataset();
     let ds = data::load(&data_path, &LoadOptions::default()).unwrap();
-    let cfg = ModelConfig {
-        d_model: 32,
-        layers: 1,
-        heads: 2,
-        d_ff: 64,
-        head_layers: 1,
-        dropout: 0.0,
-        max_history: 20,
-        history: HistoryEncoding::Item,
-        ..ModelConfig::default_for(ds.catalog.vocab())
-    };
+    let cfg = one_layer(&ds.catalog);
     let args = SftArgs {
         data: data_path,
         epochs: 3,
