@@ -271,6 +271,10 @@ struct SftCli {
     /// Add a learned identity vector per catalog SID to each history item.
     #[arg(long)]
     sid_embeddings: bool,
+    /// Weight of the item-level auxiliary loss (needs --sid-embeddings; 0 = off): a softmax
+    /// over every catalog SID from the user state, the SID identity table tied as output.
+    #[arg(long, default_value_t = 0.0)]
+    item_loss: f32,
 }
 
 #[derive(Args)]
@@ -599,6 +603,7 @@ fn train_sft(a: &SftCli) -> Result<()> {
             } else {
                 0
             },
+            item_loss: a.item_loss,
             ..ModelConfig::default_for(ds.catalog.vocab())
         };
         (args, cfg)

@@ -83,6 +83,13 @@ pub struct ModelConfig {
     /// + 1; row 0 serves BOS, padding and SIDs the model has not seen); 0 = off.
     #[serde(default)]
     pub sid_embeddings: usize,
+    /// Weight of the item-level auxiliary loss (training only; needs SID embeddings): a
+    /// softmax over every catalog SID of `user state . sid_emb[row]`, the SID identity table
+    /// tied as the output embedding (as SASRec ties its item table). It shapes the user state
+    /// to point at the next item as a whole, which the level-by-level code loss reaches only
+    /// through L separate softmaxes. Inference and export are unchanged; 0 = off.
+    #[serde(default)]
+    pub item_loss: f32,
 }
 
 impl ModelConfig {
@@ -101,6 +108,7 @@ impl ModelConfig {
             confidence: false,
             trie_loss: false,
             sid_embeddings: 0,
+            item_loss: 0.0,
         }
     }
 
@@ -152,6 +160,12 @@ impl ModelConfig {
         }
         if !(0.0..1.0).contains(&self.dropout) {
             candle_core::bail!("dropout must be in [0, 1)")
+        }
+        if !(self.item_loss >= 0.0 && self.item_loss.is_finite()) {
+            candle_core::bail!("item_loss must be a finite weight >= 0")
+        }
+        if self.item_loss > 0.0 && self.sid_embeddings < 2 {
+            candle_core::bail!("the item-level loss needs SID embeddings (--sid-embeddings)")
         }
         Ok(())
     }
@@ -423,8 +437,9 @@ impl SidTransformer {
         user.broadcast_add(&self.head_pos.i(0)?)?.unsqueeze(1)
     }
 
-    /// Teacher-forced training loss of a batch (mean cross-entropy per target token, each level
-    /// normalised over its codebook).
+    /// Teacher-forced training loss of a batch: the mean cross-entropy per target token (each
+    /// level normalised over its codebook, or over the trie's allowed codes), plus
+    /// `item_loss` times the item-level cross-entropy when that is on.
     pub fn loss(&self, batch: &TrainBatch, drop: &mut Option<Dropout<'_>>) -> Result<Tensor> {
         let states = self.encode(&batch.encoder, drop)?;
         let (b, t, d) = states.dims3()?;
@@ -447,7 +462,23 @@ impl SidTransformer {
             }
             total = (total + candle_nn::loss::cross_entropy(&logits, target)?)?;
         }
-        total / self.cfg.levels() as f64
+        let codes = (total / self.cfg.levels() as f64)?;
+        match (&self.sid_emb, &batch.target_rows) {
+            (Some(table), Some(rows)) if self.cfg.item_loss > 0.0 => {
+                let logits = self.item_logits(&user, table)?;
+                let item = candle_nn::loss::cross_entropy(&logits, rows)?;
+                codes + (item * f64::from(self.cfg.item_loss))?
+            }
+            _ => Ok(codes),
+        }
+    }
+
+    /// Item-level logits `[N, sids]` of user states `[N, d]` against the SID identity table
+    /// (rows 1.. are the catalog SIDs; row 0, the "none" row, is not a candidate).
+    fn item_logits(&self, user: &Tensor, table: &Embedding) -> Result<Tensor> {
+        let w = table.embeddings();
+        let w = w.narrow(0, 1, w.dim(0)? - 1)?;
+        user.matmul(&w.t()?)
     }
 
     /// Encodes `histories` (no dropout) and returns each user's state at its last history
@@ -556,6 +587,8 @@ pub struct TrainBatch {
     pub head_inputs: Tensor,
     /// Per level, `[N]` target codes (0-based within the level's codebook).
     pub targets: Vec<Tensor>,
+    /// `[N]` catalog SID index of each target (its SID row - 1) when the item-level loss is on.
+    pub target_rows: Option<Tensor>,
     /// Per level, `[N, C]` additive masks (0 where the trie allows the code after the
     /// target's prefix, -1e9 elsewhere) when the model trains with the trie loss.
     pub masks: Option<Vec<Tensor>>,

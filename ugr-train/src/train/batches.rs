@@ -122,6 +122,7 @@ pub fn build_batch(
     let mut sid_ids = (cfg.sid_embeddings > 0).then(|| vec![0u32; b * t]);
     let mut positions = Vec::new();
     let mut target_sids = Vec::new();
+    let mut target_rows = Vec::new();
     let mut head_inputs = Vec::new();
     let mut targets: Vec<Vec<u32>> = vec![Vec::new(); l];
     for (r, &wi) in batch.iter().enumerate() {
@@ -163,6 +164,9 @@ pub fn build_batch(
             positions.push((r * t + j * per_item) as u32);
             let s = sid(item)?;
             target_sids.push(s);
+            if cfg.item_loss > 0.0 {
+                target_rows.push(catalog.sid_index_of(item).map_err(candle_core::Error::wrap)?);
+            }
             let toks = tokens(&s);
             head_inputs.extend_from_slice(&toks[..l - 1]);
             for (k, tg) in targets.iter_mut().enumerate() {
@@ -195,8 +199,12 @@ pub fn build_batch(
     } else {
         None
     };
+    let target_rows = (cfg.item_loss > 0.0)
+        .then(|| Tensor::from_vec(target_rows, n, device))
+        .transpose()?;
     Ok(TrainBatch {
         masks,
+        target_rows,
         encoder,
         positions: Tensor::from_vec(positions, n, device)?,
         head_inputs: Tensor::from_vec(head_inputs, (n, l - 1), device)?,

@@ -24,13 +24,14 @@ fn tiny_data() -> ugr_train::data::Dataset {
 fn every_parameter_receives_a_gradient() {
     let ds = tiny_data();
     let sids = ds.catalog.sid_count() + 1;
-    for (history, trie_loss, sid_embeddings) in [
-        (HistoryEncoding::Item, false, sids),
-        (HistoryEncoding::Token, true, sids),
+    for (history, trie_loss, sid_embeddings, item_loss) in [
+        (HistoryEncoding::Item, false, sids, 0.0),
+        (HistoryEncoding::Token, true, sids, 1.0),
     ] {
         let cfg = ModelConfig {
             trie_loss,
             sid_embeddings,
+            item_loss,
             ..small(&ds.catalog, history)
         };
         let (model, varmap) = new_model(&cfg, 1, &Device::Cpu).unwrap();
@@ -121,6 +122,78 @@ fn cached_decoding_matches_teacher_forcing() {
             );
         }
     }
+}
+
+/// The item-level auxiliary loss is exactly `item_loss` times the cross-entropy of each
+/// target's user state against the SID identity table (computed here from the inference
+/// path's user states), and it is refused without SID embeddings.
+#[test]
+fn item_loss_is_the_weighted_catalog_cross_entropy() {
+    let ds = tiny_data();
+    let base = ModelConfig {
+        sid_embeddings: ds.catalog.sid_count() + 1,
+        ..small(&ds.catalog, HistoryEncoding::Item)
+    };
+    let ws = windows(&ds.train, base.max_history);
+    let all: Vec<usize> = (0..ws.len()).collect();
+    let loss_at = |weight: f32| {
+        let cfg = ModelConfig {
+            item_loss: weight,
+            ..base.clone()
+        };
+        let (model, varmap) = new_model(&cfg, 11, &Device::Cpu).unwrap();
+        let batch = build_batch(&cfg, &ds.catalog, &ds.train, &ws, &all, &Device::Cpu).unwrap();
+        assert_eq!(batch.target_rows.is_some(), weight > 0.0);
+        let loss: f32 = model.loss(&batch, &mut None).unwrap().to_scalar().unwrap();
+        (loss, model, varmap)
+    };
+    let (codes_only, _, _) = loss_at(0.0);
+    let (weighted, model, varmap) = loss_at(0.5);
+
+    // the same targets, one user state each, through the inference path
+    let mut histories: Vec<Vec<Sid>> = Vec::new();
+    let mut rows = Vec::new();
+    for w in &ws {
+        let items = &ds.train[w.seq].items[w.start..w.end];
+        for j in items.len() - w.targets..items.len() {
+            histories.push(
+                items[..j]
+                    .iter()
+                    .map(|&i| ds.catalog.sid_of(i).unwrap())
+                    .collect(),
+            );
+            rows.push(ds.catalog.sid_index_of(items[j]).unwrap() as usize);
+        }
+    }
+    let refs: Vec<&[Sid]> = histories.iter().map(Vec::as_slice).collect();
+    let user = model.user_states(&ds.catalog, &refs).unwrap();
+    let table = varmap.data().lock().unwrap()["sid_emb.weight"]
+        .as_tensor()
+        .clone();
+    let logits: Vec<Vec<f32>> = user.matmul(&table.t().unwrap()).unwrap().to_vec2().unwrap();
+    let mut ce = 0.0f64;
+    for (z, &row) in logits.iter().zip(&rows) {
+        let z = &z[1..]; // row 0 is "no SID", not a candidate
+        let max = z.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        let lse = max as f64 + z.iter().map(|&v| f64::from(v - max).exp()).sum::<f64>().ln();
+        ce += lse - f64::from(z[row]);
+    }
+    ce /= rows.len() as f64;
+    assert!(
+        ce > 1.0,
+        "an untrained model is unsure among {} SIDs",
+        ds.catalog.sid_count()
+    );
+    let got = f64::from(weighted - codes_only);
+    assert!((got - 0.5 * ce).abs() < 1e-3, "item term {got} vs 0.5 x {ce}");
+
+    let no_table = ModelConfig {
+        item_loss: 1.0,
+        sid_embeddings: 0,
+        ..base.clone()
+    };
+    let err = new_model(&no_table, 1, &Device::Cpu).err().expect("refused");
+    assert!(err.to_string().contains("--sid-embeddings"), "{err}");
 }
 
 #[test]
