@@ -175,7 +175,7 @@ fn item_loss_is_the_weighted_catalog_cross_entropy() {
     for (z, &row) in logits.iter().zip(&rows) {
         let z = &z[1..]; // row 0 is "no SID", not a candidate
         let max = z.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-        let lse = max as f64 + z.iter().map(|&v| f64::from(v - max).exp()).sum::<f64>().ln();
+        let lse = f64::from(max) + z.iter().map(|&v| f64::from(v - max).exp()).sum::<f64>().ln();
         ce += lse - f64::from(z[row]);
     }
     ce /= rows.len() as f64;
