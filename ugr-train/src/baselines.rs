@@ -17,6 +17,11 @@ use ugr_core::{Catalog, ItemId};
 
 use crate::data::{Example, TrainSequence};
 
+/// Whether a baseline may recommend `item` to a user with `history`.
+fn allowed(history: &[ItemId], exclude_history: bool, item: ItemId) -> bool {
+    !exclude_history || !history.contains(&item)
+}
+
 /// Both baselines, fitted on the training sequences.
 pub struct Baselines {
     /// Every catalog item, most popular first.
@@ -56,7 +61,7 @@ impl Baselines {
     /// The transition list for a history, backed off to popularity (20 distinct items);
     /// with `exclude_history`, items of the history are skipped (as the search's option).
     pub fn transitions(&self, history: &[ItemId], exclude_history: bool) -> Vec<ItemId> {
-        let keep = |i: &ItemId| !exclude_history || !history.contains(i);
+        let keep = |i: &ItemId| allowed(history, exclude_history, *i);
         let mut out: Vec<ItemId> = history
             .last()
             .and_then(|a| self.transitions.get(a))
@@ -83,7 +88,7 @@ impl Baselines {
             let mut popular = self
                 .popular
                 .iter()
-                .filter(|i| !exclude_history || !e.history.contains(i))
+                .filter(|&&i| allowed(&e.history, exclude_history, i))
                 .take(20);
             pop.add(popular.position(|&i| i == e.target));
             tr.add(
