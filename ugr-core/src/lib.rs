@@ -72,7 +72,8 @@ pub use error::{BoxedModelError, Error, Result, SidParseReason};
 pub use ids::{ItemId, NodeId, TokenId};
 pub use model::{SidModel, Step};
 pub use search::{
-    BeamSearch, Normalization, Pruning, RankBy, Recommendation, Recommendations, SearchOptions, SearchStats,
+    BeamSearch, ItemFusion, Normalization, Pruning, RankBy, Recommendation, Recommendations, SearchOptions,
+    SearchStats,
 };
 pub use sid::Sid;
 pub use trie::Trie;

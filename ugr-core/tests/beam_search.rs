@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use ugr_core::model::testing::HashModel;
 use ugr_core::{
-    BeamSearch, Calibration, Catalog, Error, ItemId, Normalization, Pruning, RankBy, Recommendations,
+    BeamSearch, Calibration, Catalog, Error, ItemFusion, ItemId, Normalization, Pruning, RankBy, Recommendations,
     SearchOptions, Sid,
 };
 
@@ -62,6 +62,69 @@ proptest! {
         prop_assert_eq!(got_items, want.to_vec());
         for r in &got.items {
             prop_assert_eq!(r.score, r.log_prob / catalog.vocab().levels() as f32);
+        }
+    }
+
+    /// Item fusion with B >= number of SIDs is the exhaustive fused ranking, bit for bit.
+    #[test]
+    fn wide_beam_fusion_equals_exhaustive_fused_ranking(
+        (catalog, history, seed, k, exclude, norm) in case(),
+        coarse: bool,
+        w in prop_oneof![Just(0.0f32), 0.0f32..3.0],
+    ) {
+        let model = HashModel::new(*catalog.vocab(), seed)
+            .with_coarse_logits(coarse)
+            .with_item_head(catalog.sid_count(), Some(w));
+        let opts = SearchOptions {
+            beam: catalog.sid_count(),
+            top_k: k,
+            exclude_history: exclude,
+            normalization: norm,
+            ..SearchOptions::default()
+        };
+        let got = &run(&catalog, &model, &[&history], &opts)[0];
+        let excluded: &[ItemId] = if exclude { &history } else { &[] };
+        let want = exhaustive_fused(&catalog, &model, &history, excluded, norm, w);
+        let want = &want[..want.len().min(k)];
+        let got_items: Vec<(ItemId, f32)> = got.items.iter().map(|r| (r.item, r.score)).collect();
+        prop_assert_eq!(got_items, want.to_vec());
+        prop_assert!(got.items.iter().all(|r| r.item_log_prob.is_some()));
+    }
+
+    /// Whatever B: the item head's best SID is decoded (a huge weight puts it first), the
+    /// generative log-prob stays exact, and `ItemFusion::Off` is the plain generative search.
+    #[test]
+    fn fusion_follows_the_item_heads_best_sids(
+        (catalog, history, seed, k, exclude, norm) in case(),
+        beam in 1usize..4,
+    ) {
+        let plain = HashModel::new(*catalog.vocab(), seed);
+        let model = plain.clone().with_item_head(catalog.sid_count(), Some(1e4));
+        let opts = SearchOptions {
+            beam,
+            top_k: k,
+            exclude_history: exclude,
+            normalization: norm,
+            ..SearchOptions::default()
+        };
+        let off = SearchOptions { item_fusion: ItemFusion::Off, ..opts };
+        prop_assert_eq!(run(&catalog, &model, &[&history], &off), run(&catalog, &plain, &[&history], &opts));
+        let got = &run(&catalog, &model, &[&history], &opts)[0];
+        let excluded: &[ItemId] = if exclude { &history } else { &[] };
+        // The best SID of the item head that still has a non-excluded item.
+        let hist: Vec<Sid> = history.iter().map(|&i| catalog.sid_of(i).unwrap()).collect();
+        let best = (0..catalog.sid_count() as u32)
+            .filter(|&s| catalog.items_of(s).iter().any(|i| !excluded.contains(i)))
+            .map(|s| (model.item_logit_of(&hist, s), s))
+            .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)));
+        if let (Some((_, best)), Some(first)) = (best, got.items.first()) {
+            prop_assert_eq!(first.sid_index, best);
+        }
+        let levels = catalog.vocab().levels() as f32;
+        for r in &got.items {
+            let lp = common::sid_log_prob(&catalog, &model, &hist, r.sid_index, norm);
+            prop_assert_eq!(r.log_prob, lp);
+            prop_assert_eq!(r.score, lp / levels + 1e4 * r.item_log_prob.unwrap());
         }
     }
 
@@ -137,7 +200,10 @@ proptest! {
         other in proptest::collection::vec(0usize..1000, 0..4),
         beam in 1usize..8,
     ) {
-        let model = HashModel::new(*catalog.vocab(), seed).with_confidence(seed % 2 == 0);
+        let mut model = HashModel::new(*catalog.vocab(), seed).with_confidence(seed % 2 == 0);
+        if seed % 3 == 0 {
+            model = model.with_item_head(catalog.sid_count(), Some(0.5));
+        }
         let ids = catalog.item_ids();
         let second: Vec<ItemId> = other.iter().map(|&i| ids[i % ids.len()]).collect();
         let opts = SearchOptions {
@@ -218,6 +284,19 @@ fn bad_requests_give_typed_errors() {
         },
         SearchOptions {
             min_confidence: Some(1.5),
+            ..SearchOptions::default()
+        },
+        SearchOptions {
+            item_fusion: ItemFusion::Weight(f32::NAN),
+            ..SearchOptions::default()
+        },
+        SearchOptions {
+            item_fusion: ItemFusion::Weight(-1.0),
+            ..SearchOptions::default()
+        },
+        // a weight for a model without an item head
+        SearchOptions {
+            item_fusion: ItemFusion::Weight(1.0),
             ..SearchOptions::default()
         },
     ] {

@@ -22,6 +22,13 @@
 //! without a copy. Rows must not influence each other: the search relies on a row's
 //! logits depending only on its own history and prefix.
 //!
+//! **Item head** (optional): a model may also score every catalog SID as a whole from the
+//! user state (an item-level softmax, as ID-based recommenders do). After a
+//! [`prefill`](SidModel::prefill), [`item_logits`](SidModel::item_logits) hands out
+//! `requests * catalog.sid_count()` logits, one row per request, columns in catalog SID
+//! index order, valid until the next `prefill` (steps do not touch them). The search fuses
+//! them with the generative score (see [`ItemFusion`](crate::ItemFusion)).
+//!
 //! Implementations: the test models in [`testing`], the candle model of
 //! `ugr-train` (evaluation and RL rollouts) and the tract backend (feature `onnx`).
 
@@ -89,4 +96,17 @@ pub trait SidModel {
 
     /// The logits of the last call: `rows * logits_for.len()` floats, row-major.
     fn logits<'a>(&'a self, cache: &'a Self::Cache) -> &'a [f32];
+
+    /// The item head's logits of the last `prefill`: `requests * sid_count` floats, one row
+    /// per request, columns in catalog SID index order; `None` when the model has no item head.
+    fn item_logits<'a>(&'a self, _cache: &'a Self::Cache) -> Option<&'a [f32]> {
+        None
+    }
+
+    /// The weight of the item head's log-probability in the fused score that the model was
+    /// fitted with (on a validation split); `None` when the model has no item head or no
+    /// fitted weight. [`ItemFusion::Model`](crate::ItemFusion::Model) uses it.
+    fn item_weight(&self) -> Option<f32> {
+        None
+    }
 }

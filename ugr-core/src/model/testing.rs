@@ -99,6 +99,8 @@ pub struct HashModel {
     confidence: bool,
     coarse: bool,
     max_history: usize,
+    /// Item head: the catalog's SID count and the fitted fusion weight.
+    items: Option<(usize, Option<f32>)>,
 }
 
 impl HashModel {
@@ -110,6 +112,25 @@ impl HashModel {
             confidence: false,
             coarse: false,
             max_history: 20,
+            items: None,
+        }
+    }
+
+    /// Adds an item head over `sid_count` catalog SIDs (its logits hash (history, SID)),
+    /// declaring `weight` as the model's fitted fusion weight.
+    pub fn with_item_head(mut self, sid_count: usize, weight: Option<f32>) -> Self {
+        self.items = Some((sid_count, weight));
+        self
+    }
+
+    /// The item head's logit of catalog SID `sid` after `history` (when the model has one).
+    pub fn item_logit_of(&self, history: &[Sid], sid: u32) -> f32 {
+        let row = self.start_row(history);
+        let u = unit(mix(row.history ^ 0x17e3 ^ u64::from(sid).wrapping_mul(0x9e37_79b9_7f4a_7c15)));
+        if self.coarse {
+            (u * 3.0) as i32 as f32 - 1.0
+        } else {
+            row.sharpness * (u * 8.0 - 4.0)
         }
     }
 
@@ -186,6 +207,7 @@ pub struct HashCache {
     rows: Vec<HashRow>,
     next: Vec<HashRow>,
     logits: Vec<f32>,
+    items: Vec<f32>,
 }
 
 impl SidModel for HashModel {
@@ -209,10 +231,16 @@ impl SidModel for HashModel {
         self.check_range(&logits_for)?;
         cache.rows.clear();
         cache.logits.clear();
+        cache.items.clear();
         for h in histories {
             let row = self.start_row(h);
             self.fill(&row, logits_for.clone(), &mut cache.logits);
             cache.rows.push(row);
+            if let Some((sids, _)) = self.items {
+                cache
+                    .items
+                    .extend((0..sids as u32).map(|s| self.item_logit_of(h, s)));
+            }
         }
         Ok(())
     }
@@ -249,6 +277,14 @@ impl SidModel for HashModel {
 
     fn logits<'a>(&'a self, cache: &'a HashCache) -> &'a [f32] {
         &cache.logits
+    }
+
+    fn item_logits<'a>(&'a self, cache: &'a HashCache) -> Option<&'a [f32]> {
+        self.items.map(|_| cache.items.as_slice())
+    }
+
+    fn item_weight(&self) -> Option<f32> {
+        self.items.and_then(|(_, w)| w)
     }
 }
 

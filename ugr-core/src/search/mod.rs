@@ -18,6 +18,12 @@
 //! all SIDs have L tokens, so both rank alike). Optional confidence: see
 //! [`confidence`](crate::confidence).
 //!
+//! **Item fusion** (when the model has an item head, [`ItemFusion`]): after the prefill the
+//! item head's `max(B, K)` best SIDs are selected per request, and their prefixes are kept at
+//! every level in addition to the generative beams (the pruning never drops them), so they
+//! reach the last level with exact generative log-probs. The final beams are then ordered
+//! by `mean log-prob + w * log p_item`, and that fused value is the returned `score`.
+//!
 //! ```
 //! use ugr_core::model::testing::HashModel;
 //! use ugr_core::{BeamSearch, CatalogBuilder, ItemId, Pruning, SearchOptions, Sid, SidVocab};
@@ -45,7 +51,7 @@
 
 mod options;
 
-pub use options::{MAX_WIDTH, Normalization, Pruning, RankBy, SearchOptions};
+pub use options::{ItemFusion, MAX_WIDTH, Normalization, Pruning, RankBy, SearchOptions};
 
 use alloc::vec::Vec;
 use core::cmp::Ordering;
@@ -67,8 +73,12 @@ pub struct Recommendation {
     pub item: ItemId,
     /// Index of its SID among the catalog's SIDs (items sharing a SID share every score).
     pub sid_index: u32,
-    /// Mean token log-prob of the SID (the beam score).
+    /// The ranking score: the mean token log-prob of the SID (the beam score), plus
+    /// `w * item_log_prob` when the search fuses the model's item head ([`ItemFusion`]).
     pub score: f32,
+    /// The item head's log-probability of the SID (log-softmax over every catalog SID), when
+    /// the search fused it.
+    pub item_log_prob: Option<f32>,
     /// Sum of the token log-probs.
     pub log_prob: f32,
     /// `exp(log_prob)`.
@@ -116,6 +126,8 @@ struct Beam {
     row: u32,
     /// Row (of the previous model call) whose logits produced this beam.
     parent: u32,
+    /// The item head's log-prob of the final SID (set at the last level when fusing).
+    item_lp: f32,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -165,6 +177,14 @@ pub struct BeamSearch<'c> {
     item_conf_row: Vec<u32>,
     gathered: Vec<f32>,
     conf: Vec<f32>,
+    /// The fusion weight of the current call (None: generative only).
+    fusion: Option<f32>,
+    /// Per request, the sorted trie nodes on the paths of the item head's best SIDs.
+    forced: Vec<u32>,
+    forced_bounds: Vec<usize>,
+    /// Per request, the log-sum-exp of the item head's logits.
+    item_lse: Vec<f32>,
+    top_tmp: Vec<(f32, u32)>,
 }
 
 impl<'c> BeamSearch<'c> {
@@ -192,6 +212,11 @@ impl<'c> BeamSearch<'c> {
             item_conf_row: Vec::new(),
             gathered: Vec::new(),
             conf: Vec::new(),
+            fusion: None,
+            forced: Vec::new(),
+            forced_bounds: Vec::new(),
+            item_lse: Vec::new(),
+            top_tmp: Vec::new(),
         }
     }
 
@@ -241,6 +266,11 @@ impl<'c> BeamSearch<'c> {
             return Ok(());
         }
         self.prepare(histories, opts)?;
+        self.fusion = match opts.item_fusion {
+            ItemFusion::Off => None,
+            ItemFusion::Model => model.item_weight(),
+            ItemFusion::Weight(w) => Some(w),
+        };
         let levels = self.catalog.vocab().levels();
         for level in 0..levels {
             self.decode_level(model, cache, level, opts, out)?;
@@ -332,6 +362,7 @@ impl<'c> BeamSearch<'c> {
                 cum: 0.0,
                 row: r as u32,
                 parent: r as u32,
+                item_lp: 0.0,
             });
             self.bounds.push(self.beams.len());
             self.state.push(RequestState {
@@ -391,6 +422,7 @@ impl<'c> BeamSearch<'c> {
             model
                 .prefill(cache, &slices, range)
                 .map_err(|e| Error::Model(e.into()))?;
+            self.item_candidates(model, cache, opts, n)?;
             n
         } else {
             let step = Step {
@@ -469,17 +501,17 @@ impl<'c> BeamSearch<'c> {
                 result.stats.difficulty = Some(difficulty);
             }
             // Top `keep_max` by (cum desc, prefix asc).
+            let top = self.cands.len().min(keep_max);
             if self.cands.len() > keep_max {
                 self.cands.select_nth_unstable_by(keep_max - 1, better);
-                self.cands.truncate(keep_max);
             }
-            self.cands.sort_unstable_by(better);
+            self.cands[..top].sort_unstable_by(better);
             // Pruning: drop the tail below best - margin once K items are covered.
-            let mut keep = self.cands.len();
+            let mut keep = top;
             if let (Some(margin), Some(best)) = (self.state[r].margin, self.cands.first()) {
                 let floor = best.cum - margin;
                 let mut covered = 0u64;
-                for (i, c) in self.cands.iter().enumerate() {
+                for (i, c) in self.cands[..top].iter().enumerate() {
                     if c.cum < floor && covered >= opts.top_k as u64 {
                         keep = i;
                         break;
@@ -489,6 +521,17 @@ impl<'c> BeamSearch<'c> {
                 }
                 result.stats.margin = Some(margin);
             }
+            // The item head's prefixes ride along, after the generative beams (best first stays first).
+            if self.fusion.is_some() {
+                let forced = &self.forced[self.forced_bounds[r]..self.forced_bounds[r + 1]];
+                for i in keep..self.cands.len() {
+                    if forced.binary_search(&self.cands[i].node).is_ok() {
+                        self.cands.swap(keep, i);
+                        keep += 1;
+                    }
+                }
+            }
+            let first_next = self.next.len();
             for c in &self.cands[..keep] {
                 let row = self.next.len() as u32;
                 self.next.push(Beam {
@@ -496,12 +539,26 @@ impl<'c> BeamSearch<'c> {
                     cum: c.cum,
                     row,
                     parent: c.parent,
+                    item_lp: 0.0,
                 });
                 if !last {
                     self.parents.push(c.parent);
                     self.tokens
                         .push(vocab.code_token(level, trie.code(NodeId::new(c.node))));
                 }
+            }
+            if last && let Some(w) = self.fusion {
+                let items = model.item_logits(cache).unwrap_or(&[]);
+                let s = catalog.sid_count();
+                let lse = self.item_lse[r];
+                let finals = &mut self.next[first_next..];
+                for b in finals.iter_mut() {
+                    let sid = trie.leaf_index(NodeId::new(b.node)).ok_or(Error::Corrupt("a final beam is not a leaf"))?;
+                    b.item_lp = items.get(r * s + sid as usize).map_or(f32::NEG_INFINITY, |z| z - lse);
+                }
+                let levels = vocab.levels() as f32;
+                let fused = |b: &Beam| b.cum / levels + fuse(w, b.item_lp);
+                finals.sort_unstable_by(|a, b| fused(b).total_cmp(&fused(a)).then(a.node.cmp(&b.node)));
             }
             self.next_bounds.push(self.next.len());
             let stats = &mut result.stats;
@@ -518,10 +575,97 @@ impl<'c> BeamSearch<'c> {
         Ok(())
     }
 
+    /// After the prefill: the item head's log-sum-exp and the trie nodes on the paths of its
+    /// `max(B, K)` best SIDs (SIDs whose items are all excluded are skipped), per request.
+    fn item_candidates<M: SidModel>(
+        &mut self,
+        model: &M,
+        cache: &M::Cache,
+        opts: &SearchOptions,
+        n: usize,
+    ) -> Result<()> {
+        self.forced.clear();
+        self.forced_bounds.clear();
+        self.forced_bounds.push(0);
+        self.item_lse.clear();
+        if self.fusion.is_none() {
+            return Ok(());
+        }
+        let Some(logits) = model.item_logits(cache) else {
+            if let ItemFusion::Weight(_) = opts.item_fusion {
+                return Err(Error::InvalidOption {
+                    name: "item_fusion",
+                    reason: "the model has no item head",
+                });
+            }
+            self.fusion = None;
+            return Ok(());
+        };
+        let catalog = self.catalog;
+        let trie = catalog.trie();
+        let s = catalog.sid_count();
+        if logits.len() != n * s {
+            return Err(Error::ModelOutput {
+                expected: n * s,
+                got: logits.len(),
+            });
+        }
+        for r in 0..n {
+            let row = &logits[r * s..][..s];
+            let lse = log_sum_exp(row).ok_or(Error::NonFiniteLogits { row: r })?;
+            self.item_lse.push(lse);
+            let excluded = self.excl_item_bounds[r + 1] - self.excl_item_bounds[r];
+            let want = opts.width().min(s);
+            let pick = (want + excluded).min(s);
+            self.top_tmp.clear();
+            self.top_tmp
+                .extend(row.iter().enumerate().map(|(i, &z)| (z, i as u32)));
+            let by_score = |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+            if pick < s {
+                self.top_tmp.select_nth_unstable_by(pick - 1, by_score);
+                self.top_tmp.truncate(pick);
+            }
+            self.top_tmp.sort_unstable_by(by_score);
+            let start = self.forced.len();
+            let mut taken = 0;
+            for &(_, sid) in &self.top_tmp {
+                if taken == want {
+                    break;
+                }
+                let path_start = self.forced.len();
+                let mut node = trie.root();
+                for &code in catalog.sid(sid).codes() {
+                    node = trie
+                        .child(node, code)
+                        .ok_or(Error::Corrupt("catalog SID not in its trie"))?;
+                    self.forced.push(node.as_u32());
+                }
+                if excluded > 0 && self.excluded_count(r, node.as_u32()) >= trie.item_count(node) {
+                    self.forced.truncate(path_start);
+                    continue;
+                }
+                taken += 1;
+            }
+            let forced = &mut self.forced[start..];
+            forced.sort_unstable();
+            let mut w = start;
+            for i in start..self.forced.len() {
+                if w == start || self.forced[i] != self.forced[w - 1] {
+                    self.forced[w] = self.forced[i];
+                    w += 1;
+                }
+            }
+            self.forced.truncate(w);
+            self.forced_bounds.push(self.forced.len());
+        }
+        Ok(())
+    }
+
     /// Expands final beams into up to K distinct, non-excluded items.
     fn expand(&mut self, opts: &SearchOptions, out: &mut [Recommendations]) {
         let catalog = self.catalog;
         let levels = catalog.vocab().levels() as f32;
+        let fusion = self.fusion;
         self.item_beam.clear();
         for (r, result) in out.iter_mut().enumerate() {
             let excluded = &self.excl_items[self.excl_item_bounds[r]..self.excl_item_bounds[r + 1]];
@@ -539,7 +683,8 @@ impl<'c> BeamSearch<'c> {
                     result.items.push(Recommendation {
                         item,
                         sid_index,
-                        score: b.cum / levels,
+                        score: b.cum / levels + fusion.map_or(0.0, |w| fuse(w, b.item_lp)),
+                        item_log_prob: fusion.map(|_| b.item_lp),
                         log_prob: b.cum,
                         sequence_prob: libm::expf(b.cum),
                         posterior: 0.0,
@@ -648,6 +793,12 @@ impl<'c> BeamSearch<'c> {
             }
         }
     }
+}
+
+/// The item head's share of a fused score (a zero weight ignores it, even at `-inf`).
+#[inline]
+fn fuse(w: f32, item_lp: f32) -> f32 {
+    if w == 0.0 { 0.0 } else { w * item_lp }
 }
 
 /// `H / ln(n)` of the distribution proportional to `exp(cum)` over the candidates.

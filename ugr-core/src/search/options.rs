@@ -79,6 +79,29 @@ pub enum RankBy {
     Hybrid,
 }
 
+/// How the final candidates are scored when the model has an item head
+/// ([`SidModel::item_logits`](crate::SidModel::item_logits)).
+///
+/// With a weight `w`, the search decodes the union of the generative beam and the item
+/// head's `max(beam, top_k)` best SIDs: the item head's SIDs are followed level by level
+/// like beams (their prefixes are kept whatever their generative rank, and cost model rows),
+/// so every final candidate has an exact generative log-prob. Each candidate is then ranked
+/// by `score = mean token log-prob + w * log p_item(SID)`, where `p_item` is the item head's
+/// softmax over every catalog SID. Generated SIDs that the item head never saw in training and
+/// transitions that the generative head does not memorise both count.
+/// Without an item head (or with `w = None`) the search is the pure generative one.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum ItemFusion {
+    /// The weight the model was fitted with ([`SidModel::item_weight`](crate::SidModel::item_weight));
+    /// pure generative search when it has none (default).
+    #[default]
+    Model,
+    /// Pure generative search: the item head is ignored.
+    Off,
+    /// This weight (finite, `>= 0`); an error when the model has no item head.
+    Weight(f32),
+}
+
 /// Options of one search (all requests of a call share them).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SearchOptions {
@@ -101,6 +124,8 @@ pub struct SearchOptions {
     pub min_confidence: Option<f32>,
     /// Order of the returned items.
     pub rank_by: RankBy,
+    /// Fusion of the generative score with the model's item head.
+    pub item_fusion: ItemFusion,
 }
 
 impl Default for SearchOptions {
@@ -115,13 +140,14 @@ impl Default for SearchOptions {
             beta: 0.5,
             min_confidence: None,
             rank_by: RankBy::Score,
+            item_fusion: ItemFusion::Model,
         }
     }
 }
 
 impl SearchOptions {
     /// Checks ranges: `1 <= beam, top_k <= MAX_WIDTH`, finite non-negative margins with
-    /// `min <= max`, finite `beta`, `min_confidence` in `[0, 1]`.
+    /// `min <= max`, finite `beta`, `min_confidence` in `[0, 1]`, a finite non-negative fusion weight.
     pub fn validate(&self) -> Result<()> {
         let bad = |name, reason| Err(Error::InvalidOption { name, reason });
         if self.beam == 0 || self.beam > MAX_WIDTH {
@@ -153,6 +179,11 @@ impl SearchOptions {
         }
         if self.min_confidence.is_some_and(|c| !(0.0..=1.0).contains(&c)) {
             return bad("min_confidence", "must be in [0, 1]");
+        }
+        if let ItemFusion::Weight(w) = self.item_fusion
+            && !(w.is_finite() && w >= 0.0)
+        {
+            return bad("item_fusion", "the weight must be finite and >= 0");
         }
         Ok(())
     }

@@ -105,3 +105,31 @@ pub fn exhaustive(
         .filter(|(i, _)| !excluded.contains(i))
         .collect()
 }
+
+/// The exhaustive fused ranking: every SID by `mean log-prob + w * item log-prob` (the item
+/// head's log-softmax over every catalog SID), ties by SID order; items expanded as the search does.
+pub fn exhaustive_fused(
+    catalog: &Catalog,
+    model: &HashModel,
+    history: &[ItemId],
+    excluded: &[ItemId],
+    norm: Normalization,
+    w: f32,
+) -> Vec<(ItemId, f32)> {
+    let hist: Vec<Sid> = history.iter().map(|&i| catalog.sid_of(i).unwrap()).collect();
+    let n = catalog.sid_count() as u32;
+    let z: Vec<f32> = (0..n).map(|s| model.item_logit_of(&hist, s)).collect();
+    let lse = ugr_core::math::log_sum_exp(&z).unwrap();
+    let levels = catalog.vocab().levels() as f32;
+    let mut sids: Vec<(f32, u32)> = (0..n)
+        .map(|s| {
+            let generative = sid_log_prob(catalog, model, &hist, s, norm) / levels;
+            (generative + w * (z[s as usize] - lse), s)
+        })
+        .collect();
+    sids.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    sids.iter()
+        .flat_map(|&(f, s)| catalog.items_of(s).iter().map(move |&i| (i, f)))
+        .filter(|(i, _)| !excluded.contains(i))
+        .collect()
+}
