@@ -22,7 +22,7 @@ pub enum HistoryPositions {
 }
 
 /// Description of an exported model (JSON in [`ModelSection::config_json`](crate::ModelSection)).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelContract {
     /// Always [`CONTRACT_FORMAT`].
     pub format: String,
@@ -52,4 +52,13 @@ pub struct ModelContract {
     /// Feed-forward width of every block (informational, like `encoder_layers`).
     #[serde(default)]
     pub d_ff: u32,
+    /// Whether `prefill` also outputs `item_logits` `[R, S]`: the item head's logits of every
+    /// catalog SID (S = the catalog's SID count, columns in SID index order). Older artifacts
+    /// lack the field (no item head); an engine that does not know it serves them generatively.
+    #[serde(default)]
+    pub item_head: bool,
+    /// The item-fusion weight fitted on the validation split
+    /// ([`ItemFusion::Model`](crate::ItemFusion::Model) uses it); `None`: generative ranking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_weight: Option<f32>,
 }

@@ -7,8 +7,8 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use ugr_core::model::testing::HashModel;
 use ugr_core::{
-    BeamSearch, Calibration, Catalog, Error, ItemFusion, ItemId, Normalization, Pruning, RankBy, Recommendations,
-    SearchOptions, Sid,
+    BeamSearch, Calibration, Catalog, Error, ItemFusion, ItemId, Normalization, Pruning, RankBy,
+    Recommendations, SearchOptions, Sid,
 };
 
 fn history_strategy(catalog: &Catalog) -> impl Strategy<Value = Vec<ItemId>> + use<> {

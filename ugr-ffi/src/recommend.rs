@@ -69,7 +69,9 @@ pub struct ugr_options {
 pub struct ugr_recommendation {
     /// The item id (as in the catalog and the histories).
     pub item: u32,
-    /// Beam score: mean token log-prob of the item's SID (<= 0; higher is better).
+    /// Ranking score (<= 0; higher is better): the mean token log-prob of the item's SID,
+    /// plus, when the model has an item head, its fitted weight times the item head's
+    /// log-probability of that SID (the fused score the model was validated with).
     pub score: f32,
     /// Calibrated confidence in [0, 1]: the bundle's calibration map applied to the learned
     /// confidence (models with confidence tokens) or else to `posterior`.

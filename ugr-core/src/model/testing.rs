@@ -126,7 +126,9 @@ impl HashModel {
     /// The item head's logit of catalog SID `sid` after `history` (when the model has one).
     pub fn item_logit_of(&self, history: &[Sid], sid: u32) -> f32 {
         let row = self.start_row(history);
-        let u = unit(mix(row.history ^ 0x17e3 ^ u64::from(sid).wrapping_mul(0x9e37_79b9_7f4a_7c15)));
+        let u = unit(mix(row.history
+            ^ 0x17e3
+            ^ u64::from(sid).wrapping_mul(0x9e37_79b9_7f4a_7c15)));
         if self.coarse {
             (u * 3.0) as i32 as f32 - 1.0
         } else {

@@ -9,9 +9,13 @@
 //!
 //! | graph | inputs | outputs |
 //! |---|---|---|
-//! | `prefill` | `items` i64 `[R, T, L]` (item positions: row 0 of each request is `[BOS, PAD, ...]`, then one row of level tokens per history item, PAD-padded) **or** `tokens` i64 `[R, T]` (token positions: `BOS`, then L tokens per item); `sid_rows` i64 `[R, T]` when `sid_embeddings > 0` (catalog SID index + 1 at each item's last position, else 0); `last` i64 `[R]` (flat index `r * T + p` of the row's last history position, 0 for an empty history) | `logits` f32 `[R, C_0]` (level 0 codebook); `present.<i>.k`, `present.<i>.v` f32 `[R, H, 1, dh]` per head layer |
+//! | `prefill` | `items` i64 `[R, T, L]` (item positions: row 0 of each request is `[BOS, PAD, ...]`, then one row of level tokens per history item, PAD-padded) **or** `tokens` i64 `[R, T]` (token positions: `BOS`, then L tokens per item); `sid_rows` i64 `[R, T]` when `sid_embeddings > 0` (catalog SID index + 1 at each item's last position, else 0); `last` i64 `[R]` (flat index `r * T + p` of the row's last history position, 0 for an empty history) | `logits` f32 `[R, C_0]` (level 0 codebook); `present.<i>.k`, `present.<i>.v` f32 `[R, H, 1, dh]` per head layer; `item_logits` f32 `[R, S]` when `item_head` (the item head's logit of every catalog SID, S = `sid_embeddings - 1` = the catalog's SID count, in SID index order) |
 //! | `step_<l>`, `l = 1..L` | `token` i64 `[R]` (the level `l-1` code's token id); `past.<i>.k`, `past.<i>.v` f32 `[R, H, l, dh]` | `logits` f32 `[R, C_l]`; `present.<i>.{k,v}` `[R, H, l + 1, dh]` |
 //! | `confidence` (when `confidence`) | `tokens` i64 `[R, 2]` (last code token, `CONF_Q`); `past.<i>.{k,v}` `[R, H, L, dh]` | `logits` f32 `[R, 2]` (`C_LOW`, `C_HIGH`) |
+//!
+//! With `item_head`, the search fuses `item_logits` with the generative score at the
+//! contract's `item_weight` ([`ItemFusion`](crate::ItemFusion)); a contract without the field
+//! is a generative-only model.
 //!
 //! The histories are truncated to the last `max_history` items by the caller (this
 //! backend does it). The KV cache lives in Rust between calls: rows are gathered by beam
@@ -190,6 +194,7 @@ pub struct TractCache {
     position: usize,
     kv: Vec<Tensor>,
     logits: Vec<f32>,
+    items: Option<Vec<f32>>,
 }
 
 fn i64_tensor(shape: &[usize], data: Vec<i64>) -> Result<TValue, OnnxError> {
@@ -218,6 +223,19 @@ impl TractModel {
         if contract.sid_embeddings as usize > catalog.sid_count() + 1 {
             return Err(OnnxError::Contract("more SID embeddings than catalog SIDs"));
         }
+        if contract.item_head && contract.sid_embeddings as usize != catalog.sid_count() + 1 {
+            return Err(OnnxError::Contract(
+                "an item head needs one SID embedding per catalog SID (+1)",
+            ));
+        }
+        if contract
+            .item_weight
+            .is_some_and(|w| !(w.is_finite() && w >= 0.0) || !contract.item_head)
+        {
+            return Err(OnnxError::Contract(
+                "the item weight must be finite, >= 0, and needs an item head",
+            ));
+        }
         let graph = |name: &str| -> Result<Graph, OnnxError> {
             let blob = section
                 .graphs
@@ -228,6 +246,9 @@ impl TractModel {
         };
         let levels = contract.codebooks.len();
         let prefill = graph("prefill")?;
+        if contract.item_head {
+            prefill.output("item_logits")?;
+        }
         let steps = (1..levels)
             .map(|l| graph(&format!("step_{l}")))
             .collect::<Result<Vec<_>, _>>()?;
@@ -343,6 +364,17 @@ impl SidModel for TractModel {
             .map_err(tract_err)?;
         cache.rows = r;
         cache.position = 1;
+        cache.items = if self.contract.item_head {
+            Some(
+                out[g.output("item_logits")?]
+                    .try_as_plain_ram()
+                    .and_then(|v| v.as_slice::<f32>())
+                    .map_err(tract_err)?
+                    .to_vec(),
+            )
+        } else {
+            None
+        };
         self.take_outputs(g, cache, out)
     }
 
@@ -374,5 +406,13 @@ impl SidModel for TractModel {
 
     fn logits<'a>(&'a self, cache: &'a TractCache) -> &'a [f32] {
         &cache.logits
+    }
+
+    fn item_logits<'a>(&'a self, cache: &'a TractCache) -> Option<&'a [f32]> {
+        cache.items.as_deref()
+    }
+
+    fn item_weight(&self) -> Option<f32> {
+        self.contract.item_weight
     }
 }

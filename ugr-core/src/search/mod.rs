@@ -553,8 +553,12 @@ impl<'c> BeamSearch<'c> {
                 let lse = self.item_lse[r];
                 let finals = &mut self.next[first_next..];
                 for b in finals.iter_mut() {
-                    let sid = trie.leaf_index(NodeId::new(b.node)).ok_or(Error::Corrupt("a final beam is not a leaf"))?;
-                    b.item_lp = items.get(r * s + sid as usize).map_or(f32::NEG_INFINITY, |z| z - lse);
+                    let sid = trie
+                        .leaf_index(NodeId::new(b.node))
+                        .ok_or(Error::Corrupt("a final beam is not a leaf"))?;
+                    b.item_lp = items
+                        .get(r * s + sid as usize)
+                        .map_or(f32::NEG_INFINITY, |z| z - lse);
                 }
                 let levels = vocab.levels() as f32;
                 let fused = |b: &Beam| b.cum / levels + fuse(w, b.item_lp);
