@@ -68,6 +68,7 @@ pub struct OrtCache {
     position: usize,
     kv: Vec<(Vec<usize>, Vec<f32>)>,
     logits: Vec<f32>,
+    items: Option<Vec<f32>>,
 }
 
 impl OrtModel {
@@ -126,6 +127,10 @@ impl OrtModel {
         let (_, logits) = out["logits"].try_extract_tensor::<f32>().map_err(ort_err)?;
         cache.logits.clear();
         cache.logits.extend_from_slice(logits);
+        if with_kv && self.contract.item_head && cache.position == 0 {
+            let (_, items) = out["item_logits"].try_extract_tensor::<f32>().map_err(ort_err)?;
+            cache.items = Some(items.to_vec());
+        }
         if with_kv {
             cache.kv.clear();
             for name in feeds::kv_names(&self.contract, "present") {
@@ -165,6 +170,8 @@ impl SidModel for OrtModel {
             .into_iter()
             .map(i64_input)
             .collect::<Result<_, _>>()?;
+        cache.position = 0;
+        cache.items = None;
         self.run(&self.prefill, inputs, cache, true)?;
         cache.position = 1;
         Ok(())
@@ -200,5 +207,13 @@ impl SidModel for OrtModel {
 
     fn logits<'a>(&'a self, cache: &'a OrtCache) -> &'a [f32] {
         &cache.logits
+    }
+
+    fn item_logits<'a>(&'a self, cache: &'a OrtCache) -> Option<&'a [f32]> {
+        cache.items.as_deref()
+    }
+
+    fn item_weight(&self) -> Option<f32> {
+        self.contract.item_weight
     }
 }

@@ -252,8 +252,9 @@ fn emitter<'a>(w: &'a Weights<'a>, cfg: &'a ModelConfig, f16: bool) -> Emitter<'
 
 /// `prefill`: inputs `items` `[R, T, L]` (item positions) or `tokens` `[R, T]` (token
 /// positions), `sid_rows` `[R, T]` (with SID embeddings), `last` `[R]` (flat index
-/// `r * T + position` of each row's last history position); outputs `logits` `[R, C_0]`
-/// and `present.<i>.{k,v}` `[R, H, 1, dh]`.
+/// `r * T + position` of each row's last history position); outputs `logits` `[R, C_0]`,
+/// `present.<i>.{k,v}` `[R, H, 1, dh]`, and `item_logits` `[R, S]` (S = catalog SIDs) when
+/// the model has an item head.
 pub fn prefill(w: &Weights<'_>, cfg: &ModelConfig, vocab: &SidVocab, f16: bool) -> Result<Vec<u8>> {
     let mut e = emitter(w, cfg, f16);
     let l = cfg.levels() as i64;
@@ -329,6 +330,23 @@ pub fn prefill(w: &Weights<'_>, cfg: &ModelConfig, vocab: &SidVocab, f16: bool) 
         Elem::F32,
         &[Dim::Sym("R"), Dim::Fixed(i64::from(r0.end - r0.start))],
     );
+    if cfg.sid_embeddings > 1 && cfg.item_loss > 0.0 {
+        // The item head: user state . sid_emb[1..] (row 0, "no SID", is not a candidate),
+        // read from the same initializer as the history's SID embeddings.
+        let sids = cfg.sid_embeddings as i64 - 1;
+        let sid_emb = e.weight("sid_emb.weight")?;
+        let starts = e.g.const_i64(&[1], &[1]);
+        let ends = e.g.const_i64(&[1], &[sids + 1]);
+        let candidates = e.g.node("Slice", &[&sid_emb, &starts, &ends, &ax0], vec![]);
+        let items =
+            e.g.node("Gemm", &[&user, &candidates], vec![("transB", Attr::Int(1))]);
+        e.g.output(
+            &items,
+            "item_logits",
+            Elem::F32,
+            &[Dim::Sym("R"), Dim::Fixed(sids)],
+        );
+    }
     Ok(e.g.finish("ugr_prefill"))
 }
 

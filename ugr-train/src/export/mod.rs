@@ -18,10 +18,13 @@ use crate::train::LoadedRun;
 pub struct ExportOptions {
     /// Store weights as f16 (halves the file; compute stays f32).
     pub f16: bool,
+    /// The item-fusion weight fitted for the run (`fusion.json`), written into the contract.
+    pub item_weight: Option<f32>,
 }
 
 /// The contract describing an exported model.
-pub fn contract(cfg: &ModelConfig, f16: bool) -> ModelContract {
+pub fn contract(cfg: &ModelConfig, opts: ExportOptions) -> ModelContract {
+    let item_head = cfg.sid_embeddings > 1 && cfg.item_loss > 0.0;
     ModelContract {
         format: CONTRACT_FORMAT.into(),
         codebooks: cfg.codebooks.clone(),
@@ -39,9 +42,11 @@ pub fn contract(cfg: &ModelConfig, f16: bool) -> ModelContract {
             Normalization::Trie => "trie".into(),
             _ => "level".into(),
         },
-        weights: if f16 { "f16".into() } else { "f32".into() },
+        weights: if opts.f16 { "f16".into() } else { "f32".into() },
         encoder_layers: cfg.layers as u32,
         d_ff: cfg.d_ff as u32,
+        item_head,
+        item_weight: opts.item_weight.filter(|_| item_head),
     }
 }
 
@@ -83,7 +88,7 @@ pub fn bundle(
     calibration: Option<Calibration>,
     opts: ExportOptions,
 ) -> Result<Bundle> {
-    let contract = contract(&run.info.model, opts.f16);
+    let contract = contract(&run.info.model, opts);
     if contract.codebooks != ds.catalog.vocab().codebook_sizes() {
         anyhow::bail!("the run's codebooks do not match the dataset's SID index");
     }

@@ -17,12 +17,25 @@ use super::layers::Kv;
 pub struct CandleModel<'m> {
     model: &'m SidTransformer,
     catalog: &'m Catalog,
+    item_weight: Option<f32>,
 }
 
 impl<'m> CandleModel<'m> {
     /// Wraps a model for decoding over `catalog` (the one it was trained on).
     pub fn new(model: &'m SidTransformer, catalog: &'m Catalog) -> Self {
-        CandleModel { model, catalog }
+        CandleModel {
+            model,
+            catalog,
+            item_weight: None,
+        }
+    }
+
+    /// Declares the fusion weight fitted for this model (`fusion.json` of its run), which
+    /// [`ugr_core::ItemFusion::Model`] uses; the item head's logits are produced whenever the
+    /// model has one.
+    pub fn with_item_weight(mut self, weight: Option<f32>) -> Self {
+        self.item_weight = weight;
+        self
     }
 }
 
@@ -32,6 +45,7 @@ pub struct CandleCache {
     kv: Vec<Kv>,
     next_position: usize,
     logits: Vec<f32>,
+    items: Option<Vec<f32>>,
 }
 
 impl CandleModel<'_> {
@@ -63,6 +77,15 @@ impl SidModel for CandleModel<'_> {
     ) -> candle_core::Result<()> {
         let m = self.model;
         let user = m.user_states(self.catalog, histories)?;
+        cache.items = match m.item_scores(&user)? {
+            Some(z) if z.dim(1)? == self.catalog.sid_count() => Some(z.flatten_all()?.to_vec1::<f32>()?),
+            Some(z) => candle_core::bail!(
+                "the item head scores {} SIDs, the catalog has {}",
+                z.dim(1)?,
+                self.catalog.sid_count()
+            ),
+            None => None,
+        };
         let (h, kv) = m.head(&m.head_start(&user)?, None, &mut None)?;
         cache.kv = kv;
         cache.next_position = 1;
@@ -92,5 +115,13 @@ impl SidModel for CandleModel<'_> {
 
     fn logits<'a>(&'a self, cache: &'a CandleCache) -> &'a [f32] {
         &cache.logits
+    }
+
+    fn item_logits<'a>(&'a self, cache: &'a CandleCache) -> Option<&'a [f32]> {
+        cache.items.as_deref()
+    }
+
+    fn item_weight(&self) -> Option<f32> {
+        self.item_weight.filter(|_| self.model.has_item_head())
     }
 }

@@ -112,6 +112,20 @@ impl ModelConfig {
         }
     }
 
+    /// The default training recipe for a catalog (what `ugr train sft` uses unless told
+    /// otherwise; chosen by measurement, see the README's quality section): the default size,
+    /// SID identity embeddings with the item head (item-level loss weight 1, fused at serving),
+    /// the trie-restricted level softmax, dropout 0.2.
+    pub fn recipe_for(catalog: &Catalog) -> Self {
+        ModelConfig {
+            sid_embeddings: catalog.sid_count() + 1,
+            item_loss: 1.0,
+            trie_loss: true,
+            dropout: 0.2,
+            ..ModelConfig::default_for(catalog.vocab())
+        }
+    }
+
     /// The beam search normalisation matching how the model was trained.
     pub fn normalization(&self) -> Normalization {
         if self.trie_loss {
@@ -470,6 +484,21 @@ impl SidTransformer {
                 codes + (item * f64::from(self.cfg.item_loss))?
             }
             _ => Ok(codes),
+        }
+    }
+
+    /// Whether the model has a trained item head: SID embeddings trained with the item-level
+    /// loss (`item_loss > 0`). Serving fuses its scores with the generative ones.
+    pub fn has_item_head(&self) -> bool {
+        self.sid_emb.is_some() && self.cfg.item_loss > 0.0
+    }
+
+    /// The item head's logits `[N, catalog SIDs]` of user states `[N, d]` (columns in catalog
+    /// SID index order), when the model has an item head.
+    pub fn item_scores(&self, user: &Tensor) -> Result<Option<Tensor>> {
+        match &self.sid_emb {
+            Some(table) if self.has_item_head() => Ok(Some(self.item_logits(user, table)?)),
+            _ => Ok(None),
         }
     }
 

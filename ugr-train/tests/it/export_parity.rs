@@ -21,11 +21,13 @@ fn run(
     trie_loss: bool,
     sid: bool,
     confidence: bool,
+    item_head: bool,
 ) -> LoadedRun {
     let cfg = ModelConfig {
         trie_loss,
         confidence,
         sid_embeddings: if sid { ds.catalog.sid_count() + 1 } else { 0 },
+        item_loss: if item_head { 1.0 } else { 0.0 },
         ..two_layer(&ds.catalog, history, 0.0)
     };
     let (model, varmap) = new_model(&cfg, 11, &Device::Cpu).unwrap();
@@ -62,6 +64,20 @@ fn logit_parity(ds: &ugr_train::data::Dataset, run: &LoadedRun, tract: &TractMod
     candle.prefill(&mut cc, &refs, vocab.level_tokens(0)).unwrap();
     tract.prefill(&mut tc, &refs, vocab.level_tokens(0)).unwrap();
     let mut worst = max_diff(candle.logits(&cc), tract.logits(&tc));
+    assert_eq!(
+        candle.item_logits(&cc).is_some(),
+        run.model.has_item_head(),
+        "candle's item head"
+    );
+    assert_eq!(
+        candle.item_logits(&cc).is_some(),
+        tract.item_logits(&tc).is_some(),
+        "the exported prefill's item_logits"
+    );
+    if let (Some(a), Some(b)) = (candle.item_logits(&cc), tract.item_logits(&tc)) {
+        assert_eq!(a.len(), refs.len() * ds.catalog.sid_count());
+        worst = worst.max(max_diff(a, b));
+    }
     let mut rows = refs.len();
     for level in 1..vocab.levels() {
         // Every row spawns two children (a re-ordering with duplicates).
@@ -105,14 +121,22 @@ fn logit_parity(ds: &ugr_train::data::Dataset, run: &LoadedRun, tract: &TractMod
 #[test]
 fn tract_matches_candle_for_every_variant() {
     let ds = data();
-    for (history, trie_loss, sid, confidence) in [
-        (HistoryEncoding::Item, false, false, false),
-        (HistoryEncoding::Item, true, true, true),
-        (HistoryEncoding::Token, false, true, false),
-        (HistoryEncoding::Token, true, false, true),
+    for (history, trie_loss, sid, confidence, item_head) in [
+        (HistoryEncoding::Item, false, false, false, false),
+        (HistoryEncoding::Item, true, true, true, false),
+        (HistoryEncoding::Token, false, true, false, false),
+        (HistoryEncoding::Token, true, false, true, false),
+        // the item head, fused at a fitted weight, with and without confidence
+        (HistoryEncoding::Item, true, true, false, true),
+        (HistoryEncoding::Token, false, true, true, true),
     ] {
-        let run = run(&ds, history, trie_loss, sid, confidence);
-        let b = bundle(&run, &ds, None, ExportOptions::default()).unwrap();
+        let run = run(&ds, history, trie_loss, sid, confidence, item_head);
+        let item_weight = item_head.then_some(0.7);
+        let export = ExportOptions {
+            item_weight,
+            ..ExportOptions::default()
+        };
+        let b = bundle(&run, &ds, None, export).unwrap();
         let bytes = b.to_bytes().unwrap();
         let b = Bundle::from_bytes(&bytes).unwrap();
         let catalog = std::sync::Arc::new(b.catalog.clone());
@@ -133,7 +157,8 @@ fn tract_matches_candle_for_every_variant() {
             normalization: run.info.model.normalization(),
             ..SearchOptions::default()
         };
-        let candle = CandleModel::new(&run.model, &ds.catalog);
+        let candle = CandleModel::new(&run.model, &ds.catalog).with_item_weight(item_weight);
+        assert_eq!(engine.model().item_weight(), item_weight);
         let histories: Vec<&[ItemId]> = ds.test.iter().map(|e| e.history.as_slice()).collect();
         let want = BeamSearch::new(&ds.catalog)
             .run(&candle, &histories, &opts)
@@ -151,6 +176,8 @@ fn tract_matches_candle_for_every_variant() {
                     b.score
                 );
                 assert_eq!(a.learned_confidence.is_some(), b.learned_confidence.is_some());
+                assert_eq!(a.item_log_prob.is_some(), item_head);
+                assert_eq!(a.item_log_prob.is_some(), b.item_log_prob.is_some());
                 if a.item != b.item {
                     // Only a near-tie may swap: tract's item must sit within noise of candle's
                     // score at this rank (or just past candle's cut-off).
@@ -182,15 +209,23 @@ fn tract_matches_candle_for_every_variant() {
 #[test]
 fn f16_weights_stay_close() {
     let ds = data();
-    let run = run(&ds, HistoryEncoding::Item, false, true, false);
+    let run = run(&ds, HistoryEncoding::Item, false, true, false, true);
     let f32b = bundle(&run, &ds, None, ExportOptions::default())
         .unwrap()
         .to_bytes()
         .unwrap();
-    let f16b = bundle(&run, &ds, None, ExportOptions { f16: true })
-        .unwrap()
-        .to_bytes()
-        .unwrap();
+    let f16b = bundle(
+        &run,
+        &ds,
+        None,
+        ExportOptions {
+            f16: true,
+            ..ExportOptions::default()
+        },
+    )
+    .unwrap()
+    .to_bytes()
+    .unwrap();
     assert!(
         f16b.len() < f32b.len() * 7 / 10,
         "f16 {} vs f32 {}",
@@ -206,7 +241,7 @@ fn f16_weights_stay_close() {
 #[test]
 fn corrupt_graphs_are_typed_errors() {
     let ds = data();
-    let run = run(&ds, HistoryEncoding::Item, false, false, false);
+    let run = run(&ds, HistoryEncoding::Item, false, false, false, false);
     let mut b = bundle(&run, &ds, None, ExportOptions::default()).unwrap();
     let m = b.model.as_mut().unwrap();
     m.graphs[0].bytes.truncate(100);
