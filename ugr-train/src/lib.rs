@@ -26,6 +26,29 @@ pub mod plot;
 pub mod sid;
 pub mod train;
 
+static THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Overrides [`threads`] for this process (0 restores the default); benchmarks use it to
+/// compare thread counts in one run.
+pub fn set_threads(n: usize) {
+    THREADS.store(n, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Worker threads for training shards, evaluation and rollouts: [`set_threads`] when set,
+/// `UGR_THREADS` when set (at least 1), otherwise the machine's available parallelism.
+pub fn threads() -> usize {
+    let set = THREADS.load(std::sync::atomic::Ordering::Relaxed);
+    if set > 0 {
+        return set;
+    }
+    std::env::var("UGR_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
+        .unwrap_or(1)
+        .max(1)
+}
+
 /// Process settings for training speed on the CPU; call first thing in `main`.
 ///
 /// - candle's CPU thread pool gets one thread unless `CANDLE_NUM_THREADS` is set. candle

@@ -22,6 +22,7 @@ use crate::data::Example;
 use crate::model::{CandleModel, SidTransformer};
 
 pub mod confidence;
+pub mod fusion;
 
 /// What an evaluation measured.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -100,7 +101,8 @@ pub fn ranks(catalog: &Catalog, returned: &[ItemId], target: ItemId) -> (Option<
     (item, sid)
 }
 
-/// Evaluates `model` on `rows`: beam `beam`, top-20 returned, `batch` requests per search call.
+/// Evaluates `model` on `rows` with the pure generative search: beam `beam`, top-20
+/// returned, `batch` requests per search call.
 pub fn evaluate(
     model: &SidTransformer,
     catalog: &Catalog,
@@ -109,7 +111,20 @@ pub fn evaluate(
     batch: usize,
     progress: impl FnMut(usize),
 ) -> Result<EvalResult> {
-    let decoder = CandleModel::new(model, catalog);
+    evaluate_with(model, catalog, rows, beam, batch, None, progress)
+}
+
+/// Like [`evaluate`], fusing the item head at `item_weight` when the model has one.
+pub fn evaluate_with(
+    model: &SidTransformer,
+    catalog: &Catalog,
+    rows: &[Example],
+    beam: usize,
+    batch: usize,
+    item_weight: Option<f32>,
+    progress: impl FnMut(usize),
+) -> Result<EvalResult> {
+    let decoder = CandleModel::new(model, catalog).with_item_weight(item_weight);
     let opts = eval_options(beam, model.config().normalization());
     let (result, _) = evaluate_search(&decoder, catalog, rows, &opts, batch, false, progress)
         .map_err(candle_core::Error::wrap)?;
@@ -132,7 +147,7 @@ pub type Ranked = Vec<(ItemId, f32)>;
 
 /// Evaluates any [`SidModel`] (the candle model, the exported engine's tract model) with
 /// ugr-core's beam search and `opts`; `keep` also returns every row's list (for parity).
-pub fn evaluate_search<M: SidModel>(
+pub fn evaluate_search<M: SidModel + Sync>(
     model: &M,
     catalog: &Catalog,
     rows: &[Example],
@@ -151,10 +166,12 @@ pub fn evaluate_search<M: SidModel>(
 }
 
 /// The evaluation loop: searches `rows` in chunks of `batch` (with `calibration` applied to
-/// the confidences), accumulates the ranking metrics, and hands every row's result to
-/// `each` (confidence reports, parity lists).
+/// the confidences) on [`crate::threads`] threads (contiguous parts of `rows`, one search and
+/// model cache each; the results do not depend on the thread count), accumulates the ranking
+/// metrics, and hands every row's result to `each` in row order (confidence reports, parity
+/// lists).
 #[allow(clippy::too_many_arguments)]
-pub fn search_rows<M: SidModel>(
+pub fn search_rows<M: SidModel + Sync>(
     model: &M,
     catalog: &Catalog,
     calibration: Option<&Calibration>,
@@ -164,25 +181,50 @@ pub fn search_rows<M: SidModel>(
     mut progress: impl FnMut(usize),
     mut each: impl FnMut(&Example, &Recommendations),
 ) -> ugr_core::Result<EvalResult> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let start = Instant::now();
-    let mut search = BeamSearch::new(catalog).with_calibration(calibration);
+    let threads = crate::threads().min(rows.len().div_ceil(batch.max(1))).max(1);
+    let part_len = rows.len().div_ceil(threads).max(1);
+    let done = AtomicUsize::new(0);
+    let work = |part: &[Example], mut tick: Option<&mut dyn FnMut(usize)>| {
+        let mut search = BeamSearch::new(catalog).with_calibration(calibration);
+        let mut cache = model.new_cache();
+        let mut results: Vec<Recommendations> = Vec::with_capacity(part.len());
+        let mut out = Vec::new();
+        for chunk in part.chunks(batch.max(1)) {
+            let histories: Vec<&[ItemId]> = chunk.iter().map(|e| e.history.as_slice()).collect();
+            search.run_with_cache(model, &mut cache, &histories, opts, &mut out)?;
+            results.append(&mut out);
+            let n = done.fetch_add(chunk.len(), Ordering::Relaxed) + chunk.len();
+            if let Some(t) = tick.as_mut() {
+                t(n);
+            }
+        }
+        Ok::<_, ugr_core::Error>(results)
+    };
+    let mut parts = rows.chunks(part_len);
+    let first = parts.next().unwrap_or(&[]);
+    let results: Vec<Vec<Recommendations>> = std::thread::scope(|s| {
+        let handles: Vec<_> = parts.map(|p| s.spawn(|| work(p, None))).collect();
+        let mut all = vec![work(first, Some(&mut progress))];
+        all.extend(
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))),
+        );
+        all.into_iter().collect::<ugr_core::Result<Vec<_>>>()
+    })?;
+    progress(rows.len());
     let mut item = RankingMetrics::default();
     let mut sid = RankingMetrics::default();
     let mut model_rows = 0u64;
-    let mut done = 0;
-    for chunk in rows.chunks(batch.max(1)) {
-        let histories: Vec<&[ItemId]> = chunk.iter().map(|e| e.history.as_slice()).collect();
-        let results = search.run(model, &histories, opts)?;
-        for (e, r) in chunk.iter().zip(&results) {
-            let returned: Vec<ItemId> = r.items.iter().map(|x| x.item).collect();
-            let (pi, ps) = ranks(catalog, &returned, e.target);
-            item.add(pi);
-            sid.add(ps);
-            model_rows += u64::from(r.stats.model_rows);
-            each(e, r);
-        }
-        done += chunk.len();
-        progress(done);
+    for (e, r) in rows.iter().zip(results.iter().flatten()) {
+        let returned: Vec<ItemId> = r.items.iter().map(|x| x.item).collect();
+        let (pi, ps) = ranks(catalog, &returned, e.target);
+        item.add(pi);
+        sid.add(ps);
+        model_rows += u64::from(r.stats.model_rows);
+        each(e, r);
     }
     let wall_s = start.elapsed().as_secs_f64();
     Ok(EvalResult {
