@@ -5,15 +5,13 @@ use std::time::Instant;
 
 use anyhow::Result;
 use candle_core::Device;
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 
 use crate::data::Dataset;
 use crate::eval;
 use crate::model::ModelConfig;
-use crate::model::layers::Dropout;
-use crate::train::batches::{build_batch, epoch_batches, windows};
+use crate::train::batches::{epoch_batches, windows};
 use crate::train::optim::{AdamW, AdamWParams};
+use crate::train::{SHARDS, Sharding, sharded_grads};
 use crate::train::{new_model, sample_rows};
 
 /// One measured configuration.
@@ -33,7 +31,10 @@ pub struct BenchRow {
     pub eval_requests_per_s: f64,
 }
 
-/// Times `steps` training steps (after 3 warm-up steps) and an evaluation of `eval_rows` rows.
+/// Times `steps` training steps (after 3 warm-up steps) and an evaluation of `eval_rows` rows,
+/// on `threads` threads (the batch is split into [`SHARDS`] parts whatever the thread count,
+/// as in training).
+#[allow(clippy::too_many_arguments)]
 pub fn bench_training(
     ds: &Dataset,
     cfg: &ModelConfig,
@@ -41,11 +42,14 @@ pub fn bench_training(
     batch_size: usize,
     steps: usize,
     eval_rows: usize,
+    threads: usize,
     device: &Device,
 ) -> Result<BenchRow> {
+    crate::set_threads(threads);
     let (model, varmap) = new_model(cfg, 1, device)?;
     let parameters = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
     let named = crate::train::named_vars(&varmap)?;
+    let vars = varmap.all_vars();
     let mut opt = AdamW::new(named, AdamWParams::default())?;
     let ws = windows(&ds.train, cfg.max_history);
     let order = epoch_batches(&ws, batch_size, 1, 0);
@@ -58,24 +62,22 @@ pub fn bench_training(
             tokens = 0;
             targets = 0;
         }
-        let batch = build_batch(cfg, &ds.catalog, &ds.train, &ws, b, device)?;
-        let mut rng = StdRng::seed_from_u64(i as u64);
-        let loss = model.loss(
-            &batch,
-            &mut Some(Dropout {
-                p: cfg.dropout,
-                rng: &mut rng,
-            }),
-        )?;
-        let grads = loss.backward()?;
+        let sharding = Sharding {
+            seed: 1,
+            step: i,
+            shards: SHARDS,
+            threads,
+        };
+        let (grads, _, n_targets) = sharded_grads(&model, ds, &ws, b, sharding, &vars, device)?;
         opt.step(&grads, 1.0)?;
         let read: usize = b.iter().map(|&w| ws[w].end - ws[w].start - 1).sum();
-        tokens += (read + batch.n_targets) * l;
-        targets += batch.n_targets;
+        tokens += (read + n_targets) * l;
+        targets += n_targets;
     }
     let secs = start.elapsed().as_secs_f64();
     let rows = sample_rows(&ds.test, eval_rows, 1);
     let e = eval::evaluate(&model, &ds.catalog, &rows, 20, 256, |_| {})?;
+    crate::set_threads(0);
     Ok(BenchRow {
         name: name.to_owned(),
         parameters,

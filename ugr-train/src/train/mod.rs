@@ -263,7 +263,8 @@ pub(crate) fn progress_bar(len: u64, prefix: String) -> indicatif::ProgressBar {
     pb
 }
 
-/// Evaluates on (a sample of) validation rows.
+/// Evaluates on (a sample of) validation rows (fused at [`VALID_ITEM_WEIGHT`] when the
+/// model has an item head).
 pub fn validate(
     model: &SidTransformer,
     ds: &Dataset,
@@ -271,11 +272,143 @@ pub fn validate(
     args: &SftArgs,
 ) -> Result<EvalResult> {
     let pb = progress_bar(rows.len() as u64, "  valid".into());
-    let r = eval::evaluate(model, &ds.catalog, rows, args.eval_beam, args.eval_batch, |n| {
-        pb.set_position(n as u64)
-    })?;
+    let weight = model.has_item_head().then_some(VALID_ITEM_WEIGHT);
+    let r = eval::evaluate_with(
+        model,
+        &ds.catalog,
+        rows,
+        args.eval_beam,
+        args.eval_batch,
+        weight,
+        |n| pb.set_position(n as u64),
+    )?;
     pb.finish_and_clear();
     Ok(r)
+}
+
+/// Parts each training batch is split into on the CPU (run in parallel on 2 cores).
+pub const SHARDS: usize = 2;
+
+/// Validation during SFT fuses the item head (when the model has one) at this weight; the
+/// final weight is fitted on the validation split after training ([`eval::fusion`]).
+pub const VALID_ITEM_WEIGHT: f32 = 1.0;
+
+/// One shard's loss, gradients and target count.
+struct Shard {
+    loss: f64,
+    grads: candle_core::backprop::GradStore,
+    targets: usize,
+}
+
+/// How a training step splits its batch.
+#[derive(Clone, Copy, Debug)]
+pub struct Sharding {
+    /// The run's seed.
+    pub seed: u64,
+    /// The optimiser step (seeds the dropout masks).
+    pub step: usize,
+    /// Parts the batch is split into (fixed per run: results depend on it).
+    pub shards: usize,
+    /// Threads running the parts (results do not depend on it).
+    pub threads: usize,
+}
+
+/// One training step's gradients: the batch `batch_idx` (window indexes) is split into
+/// `sharding.shards` contiguous parts, each part's loss and gradients computed on its own
+/// thread (up to `sharding.threads`), with dropout seeded by (seed, step, part). Returns the
+/// target-weighted mean gradients, the mean loss and the number of targets.
+#[allow(clippy::too_many_arguments)]
+pub fn sharded_grads(
+    model: &SidTransformer,
+    ds: &Dataset,
+    windows: &[batches::Window],
+    batch_idx: &[usize],
+    sharding: Sharding,
+    vars: &[candle_core::Var],
+    device: &Device,
+) -> Result<(candle_core::backprop::GradStore, f64, usize)> {
+    let cfg = model.config();
+    let shard = |k: usize, part: &[usize]| -> Result<Shard> {
+        let batch = batches::build_batch(cfg, &ds.catalog, &ds.train, windows, part, device)?;
+        let mut rng = StdRng::seed_from_u64(
+            sharding.seed
+                ^ (sharding.step as u64).wrapping_mul(0xa076_1d64_78bd_642f)
+                ^ (k as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        );
+        let mut drop = Some(Dropout {
+            p: cfg.dropout,
+            rng: &mut rng,
+        });
+        let loss = model.loss(&batch, &mut drop)?;
+        Ok(Shard {
+            loss: f64::from(loss.to_scalar::<f32>()?),
+            grads: loss.backward()?,
+            targets: batch.n_targets,
+        })
+    };
+    let parts: Vec<&[usize]> = batch_idx
+        .chunks(batch_idx.len().div_ceil(sharding.shards.max(1)).max(1))
+        .collect();
+    let results: Vec<Result<Shard>> = if sharding.threads > 1 && parts.len() > 1 {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = parts
+                .iter()
+                .enumerate()
+                .skip(1)
+                .map(|(k, p)| s.spawn(move || shard(k, p)))
+                .collect();
+            let mut all = vec![shard(0, parts[0])];
+            all.extend(
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))),
+            );
+            all
+        })
+    } else {
+        parts.iter().enumerate().map(|(k, p)| shard(k, p)).collect()
+    };
+    merge_shards(results.into_iter().collect::<Result<_>>()?, vars)
+}
+
+/// The target-weighted mean of the shards' gradients and losses.
+fn merge_shards(
+    shards: Vec<Shard>,
+    vars: &[candle_core::Var],
+) -> Result<(candle_core::backprop::GradStore, f64, usize)> {
+    let total: usize = shards.iter().map(|s| s.targets).sum();
+    let mut it = shards.into_iter();
+    let Some(mut first) = it.next() else {
+        bail!("a batch without shards")
+    };
+    let rest: Vec<Shard> = it.collect();
+    if rest.is_empty() {
+        return Ok((first.grads, first.loss, first.targets));
+    }
+    let weight = |n: usize| n as f64 / total.max(1) as f64;
+    let mut loss = first.loss * weight(first.targets);
+    for s in &rest {
+        loss += s.loss * weight(s.targets);
+    }
+    for var in vars {
+        let mut acc = match first.grads.remove(var) {
+            Some(g) => Some((g * weight(first.targets))?),
+            None => None,
+        };
+        for s in &rest {
+            if let Some(g) = s.grads.get(var) {
+                let g = (g * weight(s.targets))?;
+                acc = Some(match acc {
+                    Some(a) => (a + g)?,
+                    None => g,
+                });
+            }
+        }
+        if let Some(a) = acc {
+            first.grads.insert(var, a);
+        }
+    }
+    Ok((first.grads, loss, total))
 }
 
 /// Trains a model; writes the run directory `out`. With `resume`, continues the run there.
@@ -337,6 +470,22 @@ pub fn train_sft(args: &SftArgs, cfg: &ModelConfig, out: &Path, resume: bool) ->
         .unwrap_or(usize::MAX)
         .min(steps_per_epoch * args.epochs);
     let valid_rows = sample_rows(&ds.valid, args.eval_rows, args.seed);
+    // Warm-up relative to the run: never more than a tenth of its steps.
+    let warmup = args.warmup_steps.min(total_steps / 10);
+    // Data-parallel: every batch is split into `shards` fixed parts (dropout seeded per part),
+    // run on up to `threads` threads; gradients are the target-weighted mean, so the result
+    // does not depend on the thread count.
+    let shards = if matches!(args.device, DeviceKind::Cpu) {
+        SHARDS
+    } else {
+        1
+    };
+    let threads = crate::threads().min(shards);
+    let all_vars = varmap.all_vars();
+    eprintln!(
+        "{} steps per epoch, {} at most, warm-up {warmup}, {shards} shards on {threads} threads",
+        steps_per_epoch, total_steps
+    );
     let l = cfg.levels() as f64;
     let mut log = std::fs::OpenOptions::new()
         .create(true)
@@ -357,23 +506,22 @@ pub fn train_sft(args: &SftArgs, cfg: &ModelConfig, out: &Path, resume: bool) ->
             if state.steps >= total_steps {
                 break;
             }
-            let batch = batches::build_batch(cfg, &ds.catalog, &ds.train, &windows, batch_idx, &device)?;
-            lr = learning_rate(
-                state.steps,
-                args.warmup_steps,
-                total_steps,
-                args.lr,
-                args.min_lr_ratio,
-            );
+            lr = learning_rate(state.steps, warmup, total_steps, args.lr, args.min_lr_ratio);
             opt.params.lr = lr;
-            let mut rng =
-                StdRng::seed_from_u64(args.seed ^ (state.steps as u64).wrapping_mul(0xa076_1d64_78bd_642f));
-            let mut drop = Some(Dropout {
-                p: cfg.dropout,
-                rng: &mut rng,
-            });
-            let loss = model.loss(&batch, &mut drop)?;
-            let grads = loss.backward()?;
+            let (grads, lv, n_targets) = sharded_grads(
+                &model,
+                &ds,
+                &windows,
+                batch_idx,
+                Sharding {
+                    seed: args.seed,
+                    step: state.steps,
+                    shards,
+                    threads,
+                },
+                &all_vars,
+                &device,
+            )?;
             let norm = opt.grad_norm(&grads)?;
             let scale = if norm > args.clip && args.clip > 0.0 {
                 args.clip / norm
@@ -381,7 +529,6 @@ pub fn train_sft(args: &SftArgs, cfg: &ModelConfig, out: &Path, resume: bool) ->
                 1.0
             };
             opt.step(&grads, scale)?;
-            let lv = f64::from(loss.to_scalar::<f32>()?);
             if !lv.is_finite() {
                 bail!("training diverged: loss {lv} at step {}", state.steps);
             }
@@ -392,8 +539,8 @@ pub fn train_sft(args: &SftArgs, cfg: &ModelConfig, out: &Path, resume: bool) ->
                 .iter()
                 .map(|&w| windows[w].end - windows[w].start - 1)
                 .sum();
-            tokens += (read + batch.n_targets) * l as usize;
-            targets += batch.n_targets;
+            tokens += (read + n_targets) * l as usize;
+            targets += n_targets;
             pb.inc(1);
             pb.set_message(format!("loss {:.4} lr {:.2e}", loss_sum / loss_n as f64, lr));
         }
@@ -448,5 +595,42 @@ pub fn train_sft(args: &SftArgs, cfg: &ModelConfig, out: &Path, resume: bool) ->
             break;
         }
     }
+    if model.has_item_head() && state.best_epoch > 0 {
+        varmap.load(out.join("model.safetensors"))?;
+        fit_fusion(&model, &ds, &valid_rows, args, out)?;
+    }
     Ok(state)
+}
+
+/// Fits the item-fusion weight of the model on `rows` (validation) and writes `fusion.json`.
+pub fn fit_fusion(
+    model: &SidTransformer,
+    ds: &Dataset,
+    rows: &[Example],
+    args: &SftArgs,
+    out: &Path,
+) -> Result<Option<eval::fusion::FusionFit>> {
+    eprintln!(
+        "fitting the item-fusion weight on {} validation rows (beam {})",
+        rows.len(),
+        args.eval_beam
+    );
+    let fit = eval::fusion::fit(model, &ds.catalog, rows, args.eval_beam, args.eval_batch, |p| {
+        eprintln!(
+            "  {:<18} valid HR@10 {:.4} NDCG@10 {:.4}",
+            p.weight
+                .map_or("generative only".to_owned(), |w| format!("w = {w}")),
+            p.hr10,
+            p.ndcg10
+        )
+    })?;
+    if let Some(f) = &fit {
+        write_json(&out.join(eval::fusion::FILE), f)?;
+        eprintln!(
+            "item-fusion weight {} -> {}",
+            f.weight,
+            out.join(eval::fusion::FILE).display()
+        );
+    }
+    Ok(fit)
 }

@@ -20,6 +20,11 @@
 //!    fires), no KL term, gradient norm clipped to 1.
 //!
 //! Decisions where the method is silent:
+//! - the rollouts rank by the generative score alone, never fused with the item head
+//!   ([`ugr_core::ItemFusion`]): GRPO's policy is the generative head, a group's advantages
+//!   must compare sequences the policy itself ranked, and the item head has no token
+//!   log-probs to differentiate. The item head keeps its SFT weights, and serving still
+//!   fuses it at the SFT run's fitted weight (`fusion.json` is carried over);
 //! - the rollouts and the recompute run without dropout: the policy that samples is the
 //!   policy that is differentiated, which keeps the ratio exactly 1;
 //! - the learning rate is constant after a short linear warm-up (default: the SFT peak /
@@ -388,6 +393,12 @@ pub fn train_rl(args: &RlArgs, out: &Path) -> Result<RlSummary> {
     write_json(&out.join("run.json"), &info)?;
     write_json(&out.join("config.json"), &cfg)?;
     let _ = std::fs::remove_file(out.join("calibration.json"));
+    // Serving keeps fusing the item head at the SFT run's fitted weight.
+    let fusion = args.from.join(crate::eval::fusion::FILE);
+    if fusion.exists() {
+        std::fs::copy(&fusion, out.join(crate::eval::fusion::FILE))
+            .with_context(|| format!("copying {}", fusion.display()))?;
+    }
     let mut log = std::fs::File::create(out.join("log.jsonl"))?;
 
     let mut opt = AdamW::new(
