@@ -92,6 +92,16 @@ enum TrainCommand {
     /// The UGR reinforcement stage from an SFT run: GRPO with the uncertainty-weighted
     /// reward, difficulty-aware weighting and confidence alignment.
     Rl(Box<RlCli>),
+    /// (Re)fit the item-fusion weight of an SFT run on its validation split (`fusion.json`);
+    /// `ugr train sft` does it after training when the model has an item head.
+    Fuse {
+        /// Run directory.
+        #[arg(long)]
+        run: PathBuf,
+        /// Validation rows (0 = all; a fixed seeded sample otherwise; default: the run's --eval-rows).
+        #[arg(long)]
+        eval_rows: Option<usize>,
+    },
 }
 
 #[derive(Args)]
@@ -260,20 +270,22 @@ struct SftCli {
     /// SID-head layers.
     #[arg(long, default_value_t = 2)]
     head_layers: usize,
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.2)]
     dropout: f32,
     /// One encoder position per history item, or one per SID token.
     #[arg(long, value_enum, default_value_t = HistoryEncoding::Item)]
     history: HistoryEncoding,
-    /// Normalise each level's training softmax over the codes the catalog allows after the prefix.
-    #[arg(long)]
+    /// Normalise each level's training softmax over the codes the catalog allows after the
+    /// prefix (`--trie-loss` alone means on; default on).
+    #[arg(long, default_value = "on", value_parser = on_off, num_args = 0..=1, default_missing_value = "on")]
     trie_loss: bool,
-    /// Add a learned identity vector per catalog SID to each history item.
-    #[arg(long)]
+    /// Add a learned identity vector per catalog SID to each history item (default on).
+    #[arg(long, default_value = "on", value_parser = on_off, num_args = 0..=1, default_missing_value = "on")]
     sid_embeddings: bool,
-    /// Weight of the item-level auxiliary loss (needs --sid-embeddings; 0 = off): a softmax
+    /// Weight of the item-level loss, which trains the item head that serving fuses with the
+    /// generative score (needs SID embeddings; 0 = off: a generative-only model): a softmax
     /// over every catalog SID from the user state, the SID identity table tied as output.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 1.0)]
     item_loss: f32,
 }
 
@@ -310,6 +322,10 @@ struct EvalArgs {
     /// repeats a history item, so excluding only frees slots.
     #[arg(long)]
     exclude_history: bool,
+    /// Item-fusion weight (default: the run's fitted `fusion.json`; 0 ranks by the generative
+    /// score over the fused candidates). The generative-only figure is printed beside it.
+    #[arg(long)]
+    item_weight: Option<f32>,
 }
 
 #[derive(Args)]
@@ -349,8 +365,15 @@ struct QuickstartArgs {
     /// Run directory (replaced if it holds an earlier quickstart run).
     #[arg(long, default_value = "runs/quickstart")]
     out: String,
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 12)]
     epochs: usize,
+    /// Training sequences per batch: the built-in data has 2,000 users, so a small batch gives
+    /// the model enough optimiser steps (125 per epoch) in a few minutes.
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 2e-3)]
+    lr: f64,
     /// Users shown with their recommendations.
     #[arg(long, default_value_t = 3)]
     users: usize,
@@ -468,6 +491,21 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Quickstart(a) => quickstart(&a),
         Command::Train(TrainCommand::Sft(a)) => train_sft(&a),
         Command::Train(TrainCommand::Rl(a)) => train_rl(&a),
+        Command::Train(TrainCommand::Fuse { run, eval_rows }) => {
+            let loaded = train::load_run(&run, "model.safetensors", &candle_core::Device::Cpu)?;
+            let mut args = loaded.info.sft.clone();
+            if let Some(n) = eval_rows {
+                args.eval_rows = n;
+            }
+            let ds = data::load(&args.data, &args.load)?;
+            let rows = train::sample_rows(&ds.valid, args.eval_rows, args.seed);
+            anyhow::ensure!(
+                train::fit_fusion(&loaded.model, &ds, &rows, &args, &run)?.is_some(),
+                "{} has no item head (train with --sid-embeddings --item-loss W)",
+                run.display()
+            );
+            Ok(())
+        }
         Command::Plot(PlotCommand::Curves { runs, out }) => {
             let curves = runs
                 .iter()
@@ -516,7 +554,10 @@ fn quickstart(a: &QuickstartArgs) -> Result<()> {
         a.out.clone(),
         s("--epochs"),
         a.epochs.to_string(),
-        s("--trie-loss"),
+        s("--batch-size"),
+        a.batch_size.to_string(),
+        s("--lr"),
+        a.lr.to_string(),
         s("--overwrite"),
     ])?;
     run(vec![
@@ -686,7 +727,9 @@ fn eval_run(a: &EvalArgs) -> Result<()> {
         rows.truncate(n);
     }
     let pb = indicatif::ProgressBar::new(rows.len() as u64);
-    let decoder = ugr_train::model::CandleModel::new(&run.model, &ds.catalog);
+    let fusion = eval::fusion::read(&a.run)?;
+    let item_weight = a.item_weight.or(fusion.as_ref().map(|f| f.weight));
+    let decoder = ugr_train::model::CandleModel::new(&run.model, &ds.catalog).with_item_weight(item_weight);
     // Learned confidence when the model has it (the search skips it otherwise).
     let opts = ugr_core::SearchOptions {
         learned_confidence: true,
@@ -713,6 +756,27 @@ fn eval_run(a: &EvalArgs) -> Result<()> {
         },
     )?;
     pb.finish_and_clear();
+    let fused = run.model.has_item_head() && item_weight.is_some();
+    // The generative-only search on the same rows, and its confidence, beside the fused one.
+    let mut generative_collector = ConfidenceCollector::default();
+    let generative = if fused {
+        let opts = ugr_core::SearchOptions {
+            item_fusion: ugr_core::ItemFusion::Off,
+            ..opts
+        };
+        Some(eval::search_rows(
+            &decoder,
+            &ds.catalog,
+            calibration.as_ref(),
+            &rows,
+            &opts,
+            a.batch,
+            |_| {},
+            |e, r| generative_collector.add(e, r),
+        )?)
+    } else {
+        None
+    };
     let confidence = collector.report(calibration.is_some(), opts.beta);
     let (engine, engine_lines) = match &a.engine {
         Some(path) => {
@@ -737,8 +801,14 @@ fn eval_run(a: &EvalArgs) -> Result<()> {
         }
     );
     println!("{}", MetricTable::header());
-    println!("{}", result.item.row("model (hit = target item)"));
-    println!("{}", result.sid.row("model (hit = target SID)"));
+    if let (Some(g), Some(w)) = (&generative, item_weight) {
+        println!("{}", result.item.row(&format!("model, fused w={w} (hit = item)")));
+        println!("{}", result.sid.row(&format!("model, fused w={w} (hit = SID)")));
+        println!("{}", g.item.row("model, generative only (item)"));
+    } else {
+        println!("{}", result.item.row("model (hit = target item)"));
+        println!("{}", result.sid.row("model (hit = target SID)"));
+    }
     println!("{}", trans.row("last-item transitions (floor)"));
     println!("{}", pop.row("popularity"));
     for line in &engine_lines {
@@ -750,6 +820,18 @@ fn eval_run(a: &EvalArgs) -> Result<()> {
     );
     for line in confidence.lines() {
         println!("{line}");
+    }
+    let generative_confidence = generative
+        .as_ref()
+        .map(|_| generative_collector.report(calibration.is_some(), opts.beta));
+    if let Some(g) = &generative_confidence {
+        let f = |x: Option<f64>| x.map_or("n/a".to_owned(), |v| format!("{v:.4}"));
+        println!(
+            "  (generative-only search: AUROC hit@1 {}, hit@10 {}; ECE top-1 {:.4} raw)",
+            f(g.auroc_hit1),
+            f(g.auroc_hit10),
+            g.top1_vs_hit1_raw.ece
+        );
     }
     let diagram = a.run.join(format!("reliability-{}.svg", split_name(a.split)));
     let mut curves = vec![("top-1 vs hit@1, raw", &confidence.top1_vs_hit1_raw)];
@@ -782,6 +864,9 @@ fn eval_run(a: &EvalArgs) -> Result<()> {
         "model_rows_per_request": result.model_rows_per_request,
         "model_item": result.item,
         "model_sid": result.sid,
+        "item_weight": item_weight.filter(|_| fused),
+        "model_generative_item": generative.as_ref().map(|g| &g.item),
+        "confidence_generative": generative_confidence,
         "baseline_last_item_transitions": trans,
         "baseline_popularity": pop,
         "confidence": confidence,
@@ -984,14 +1069,19 @@ fn bench_train(
         "{:<28} {:>10} {:>10} {:>12} {:>12} {:>14}",
         "configuration", "params", "ms/step", "tokens/s", "targets/s", "eval req/s"
     );
-    for history in [HistoryEncoding::Item, HistoryEncoding::Token] {
+    for (history, threads) in [
+        (HistoryEncoding::Item, 1),
+        (HistoryEncoding::Item, 2),
+        (HistoryEncoding::Token, 2),
+    ] {
         let cfg = ModelConfig {
             history,
             max_history: data.max_history,
-            ..ModelConfig::default_for(ds.catalog.vocab())
+            ..ModelConfig::recipe_for(&ds.catalog)
         };
-        let name = format!("default, {history:?} positions");
-        let r = ugr_train::bench::bench_training(&ds, &cfg, &name, batch_size, steps, eval_rows, &dev)?;
+        let name = format!("recipe, {history:?} pos., {threads} thr.");
+        let r =
+            ugr_train::bench::bench_training(&ds, &cfg, &name, batch_size, steps, eval_rows, threads, &dev)?;
         println!(
             "{:<28} {:>10} {:>10.1} {:>12.0} {:>12.0} {:>14.1}",
             r.name, r.parameters, r.ms_per_step, r.tokens_per_s, r.targets_per_s, r.eval_requests_per_s
@@ -1215,7 +1305,10 @@ fn export(a: &ExportArgs) -> Result<()> {
         &run,
         &ds,
         calibration,
-        ugr_train::export::ExportOptions { f16: a.f16 },
+        ugr_train::export::ExportOptions {
+            f16: a.f16,
+            item_weight: ugr_train::eval::fusion::read(&a.run)?.map(|f| f.weight),
+        },
     )?;
     let bytes = bundle.to_bytes()?;
     std::fs::write(&a.out, &bytes).with_context(|| format!("writing {}", a.out.display()))?;
