@@ -247,7 +247,9 @@ typedef struct ugr_recommendation {
    */
   uint32_t item;
   /*
-   Beam score: mean token log-prob of the item's SID (<= 0; higher is better).
+   Ranking score (<= 0; higher is better): the mean token log-prob of the item's SID,
+   plus, when the model has an item head, its fitted weight times the item head's
+   log-probability of that SID (the fused score the model was validated with).
    */
   float score;
   /*

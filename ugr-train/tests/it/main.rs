@@ -9,5 +9,6 @@ mod model;
 mod readers;
 mod rl;
 mod sft_smoke;
+mod shards;
 mod shared_indexes;
 mod sid_build;
