@@ -37,7 +37,10 @@ fn shards_give_the_full_batch_gradient_on_any_thread_count() {
     let (two_par, loss_par, n_par) = grads(2, 2);
     assert_eq!((n_seq, n_par), (n, n));
     assert_eq!(loss_seq, loss_par, "threads changed the loss");
-    assert!((loss_seq - full_loss).abs() < 1e-4 * full_loss.abs(), "{loss_seq} vs {full_loss}");
+    assert!(
+        (loss_seq - full_loss).abs() < 1e-4 * full_loss.abs(),
+        "{loss_seq} vs {full_loss}"
+    );
     let mut checked = 0;
     for v in &vars {
         let (Some(f), Some(s), Some(p)) = (full.get(v), two_seq.get(v), two_par.get(v)) else {
@@ -49,8 +52,15 @@ fn shards_give_the_full_batch_gradient_on_any_thread_count() {
         assert_eq!(s, p, "threads changed a gradient");
         let scale = f.iter().fold(1e-6f32, |m, x| m.max(x.abs()));
         let diff = f.iter().zip(&s).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-        assert!(diff <= 1e-4 * scale.max(1.0), "sharded gradient off by {diff} (scale {scale})");
+        assert!(
+            diff <= 1e-4 * scale.max(1.0),
+            "sharded gradient off by {diff} (scale {scale})"
+        );
         checked += 1;
     }
-    assert!(checked * 10 >= vars.len() * 9, "only {checked} of {} vars had gradients", vars.len());
+    assert!(
+        checked * 10 >= vars.len() * 9,
+        "only {checked} of {} vars had gradients",
+        vars.len()
+    );
 }
