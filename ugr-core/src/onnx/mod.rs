@@ -230,7 +230,7 @@ impl TractModel {
         }
         if contract
             .item_weight
-            .is_some_and(|w| !(w.is_finite() && w >= 0.0) || !contract.item_head)
+            .is_some_and(|w| !(w.is_finite() && w >= 0.0 && contract.item_head))
         {
             return Err(OnnxError::Contract(
                 "the item weight must be finite, >= 0, and needs an item head",

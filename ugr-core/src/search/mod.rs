@@ -524,7 +524,8 @@ impl<'c> BeamSearch<'c> {
             // The item head's prefixes ride along, after the generative beams (best first stays first).
             if self.fusion.is_some() {
                 let forced = &self.forced[self.forced_bounds[r]..self.forced_bounds[r + 1]];
-                for i in keep..self.cands.len() {
+                let tail = keep;
+                for i in tail..self.cands.len() {
                     if forced.binary_search(&self.cands[i].node).is_ok() {
                         self.cands.swap(keep, i);
                         keep += 1;
