@@ -308,15 +308,7 @@ impl<'c> BeamSearch<'c> {
             if opts.exclude_history {
                 let start = self.excl_items.len();
                 self.excl_items.extend_from_slice(history);
-                self.excl_items[start..].sort_unstable();
-                let mut w = start;
-                for i in start..self.excl_items.len() {
-                    if i == start || self.excl_items[i] != self.excl_items[w - 1] {
-                        self.excl_items[w] = self.excl_items[i];
-                        w += 1;
-                    }
-                }
-                self.excl_items.truncate(w);
+                sort_dedup_tail(&mut self.excl_items, start);
                 // Excluded items per SID, then per node on each SID's path.
                 self.excl_tmp.clear();
                 for &item in &self.excl_items[start..] {
@@ -651,16 +643,7 @@ impl<'c> BeamSearch<'c> {
                 }
                 taken += 1;
             }
-            let forced = &mut self.forced[start..];
-            forced.sort_unstable();
-            let mut w = start;
-            for i in start..self.forced.len() {
-                if w == start || self.forced[i] != self.forced[w - 1] {
-                    self.forced[w] = self.forced[i];
-                    w += 1;
-                }
-            }
-            self.forced.truncate(w);
+            sort_dedup_tail(&mut self.forced, start);
             self.forced_bounds.push(self.forced.len());
         }
         Ok(())
@@ -798,6 +781,19 @@ impl<'c> BeamSearch<'c> {
             }
         }
     }
+}
+
+/// Sorts `v[start..]` and removes its duplicates in place (the prefix is untouched).
+fn sort_dedup_tail<T: Ord + Copy>(v: &mut Vec<T>, start: usize) {
+    v[start..].sort_unstable();
+    let mut w = start;
+    for i in start..v.len() {
+        if w == start || v[i] != v[w - 1] {
+            v[w] = v[i];
+            w += 1;
+        }
+    }
+    v.truncate(w);
 }
 
 /// The item head's share of a fused score (a zero weight ignores it, even at `-inf`).
