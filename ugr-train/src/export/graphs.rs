@@ -11,7 +11,7 @@ use ugr_core::Special;
 use ugr_core::vocab::SidVocab;
 
 use super::onnx::{Attr, Dim, Elem, GraphBuilder};
-use crate::model::{HistoryEncoding, ModelConfig};
+use crate::model::{HistoryEncoding, ItemOutput, ModelConfig};
 
 /// Reads named weights from a candle var map.
 pub struct Weights<'a> {
@@ -330,16 +330,25 @@ pub fn prefill(w: &Weights<'_>, cfg: &ModelConfig, vocab: &SidVocab, f16: bool) 
         Elem::F32,
         &[Dim::Sym("R"), Dim::Fixed(i64::from(r0.end - r0.start))],
     );
-    if cfg.sid_embeddings > 1 && cfg.item_loss > 0.0 {
-        // The item head: user state . sid_emb[1..] (row 0, "no SID", is not a candidate),
-        // read from the same initializer as the history's SID embeddings.
+    if cfg.has_item_head() {
         let sids = cfg.sid_embeddings as i64 - 1;
-        let sid_emb = e.weight("sid_emb.weight")?;
-        let starts = e.g.const_i64(&[1], &[1]);
-        let ends = e.g.const_i64(&[1], &[sids + 1]);
-        let candidates = e.g.node("Slice", &[&sid_emb, &starts, &ends, &ax0], vec![]);
-        let items =
-            e.g.node("Gemm", &[&user, &candidates], vec![("transB", Attr::Int(1))]);
+        let items = match cfg.item_output {
+            ItemOutput::Untied => {
+                // The untied head: user state . item_out^T + item_bias.
+                let table = e.weight("item_out.weight")?;
+                let bias = e.weight("item_out.bias")?;
+                e.g.node("Gemm", &[&user, &table, &bias], vec![("transB", Attr::Int(1))])
+            }
+            ItemOutput::Tied => {
+                // user state . sid_emb[1..] (row 0, "no SID", is not a candidate), read from
+                // the same initializer as the history's SID embeddings.
+                let sid_emb = e.weight("sid_emb.weight")?;
+                let starts = e.g.const_i64(&[1], &[1]);
+                let ends = e.g.const_i64(&[1], &[sids + 1]);
+                let candidates = e.g.node("Slice", &[&sid_emb, &starts, &ends, &ax0], vec![]);
+                e.g.node("Gemm", &[&user, &candidates], vec![("transB", Attr::Int(1))])
+            }
+        };
         e.g.output(
             &items,
             "item_logits",

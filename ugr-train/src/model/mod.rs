@@ -87,9 +87,31 @@ pub struct ModelConfig {
     /// softmax over every catalog SID of `user state . sid_emb[row]`, the SID identity table
     /// tied as the output embedding (as SASRec ties its item table). It shapes the user state
     /// to point at the next item as a whole, which the level-by-level code loss reaches only
-    /// through L separate softmaxes. Inference and export are unchanged; 0 = off.
+    /// through L separate softmaxes. Serving fuses the head's scores with the generative
+    /// ones; 0 = off.
     #[serde(default)]
     pub item_loss: f32,
+    /// Which table scores the item head (see [`ItemOutput`]); runs written before the
+    /// choice existed read as [`ItemOutput::Tied`].
+    #[serde(default)]
+    pub item_output: ItemOutput,
+}
+
+/// The item head's output table.
+///
+/// Tied (SASRec's choice) scores `user . sid_emb[row]`: one table for "this item is in the
+/// history" and "this item comes next". That ties the head to a rank-`d_model` bilinear form
+/// between consecutive items, which cannot hold an arbitrary item-to-successor map (the
+/// quick start's successors, remembered transitions on Beauty). Untied gives the head its own
+/// table and a per-SID bias (a learned popularity prior): `user . item_out[s] + item_bias[s]`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ItemOutput {
+    /// The SID identity table is the output table.
+    #[default]
+    Tied,
+    /// A separate output table and bias.
+    Untied,
 }
 
 impl ModelConfig {
@@ -109,6 +131,7 @@ impl ModelConfig {
             trie_loss: false,
             sid_embeddings: 0,
             item_loss: 0.0,
+            item_output: ItemOutput::Tied,
         }
     }
 
@@ -120,6 +143,7 @@ impl ModelConfig {
         ModelConfig {
             sid_embeddings: catalog.sid_count() + 1,
             item_loss: 1.0,
+            item_output: ItemOutput::Untied,
             trie_loss: true,
             dropout: 0.2,
             ..ModelConfig::default_for(catalog.vocab())
@@ -157,6 +181,11 @@ impl ModelConfig {
     /// Head positions: user state, L codes, CONF_Q.
     pub fn head_positions(&self) -> usize {
         self.levels() + 2
+    }
+
+    /// Whether the configuration trains an item head (SID embeddings and `item_loss > 0`).
+    pub fn has_item_head(&self) -> bool {
+        self.sid_embeddings > 1 && self.item_loss > 0.0
     }
 
     /// Checks the sizes.
@@ -201,6 +230,8 @@ pub struct SidTransformer {
     vocab: SidVocab,
     tok_emb: Embedding,
     sid_emb: Option<Embedding>,
+    /// The untied item head: output table `[S, d]` and bias `[S]` (S = catalog SIDs).
+    item_out: Option<(Tensor, Tensor)>,
     out_bias: Tensor,
     enc_pos: Tensor,
     enc_blocks: Vec<Block>,
@@ -223,6 +254,15 @@ impl SidTransformer {
         let sid_emb = match cfg.sid_embeddings {
             0 => None,
             n => Some(embedding(n, d, vb.pp("sid_emb"))?),
+        };
+        let item_out = if cfg.has_item_head() && cfg.item_output == ItemOutput::Untied {
+            let s = cfg.sid_embeddings - 1;
+            let p = vb.pp("item_out");
+            let w = p.get_with_hints((s, d), "weight", candle_nn::init::DEFAULT_KAIMING_NORMAL)?;
+            let b = p.get_with_hints(s, "bias", candle_nn::Init::Const(0.0))?;
+            Some((w, b))
+        } else {
+            None
         };
         let enc = vb.pp("enc");
         let enc_pos = enc.get_with_hints(
@@ -249,6 +289,7 @@ impl SidTransformer {
             vocab,
             tok_emb,
             sid_emb,
+            item_out,
             out_bias,
             enc_pos,
             enc_blocks,
@@ -477,9 +518,8 @@ impl SidTransformer {
             total = (total + candle_nn::loss::cross_entropy(&logits, target)?)?;
         }
         let codes = (total / self.cfg.levels() as f64)?;
-        match (&self.sid_emb, &batch.target_rows) {
-            (Some(table), Some(rows)) if self.cfg.item_loss > 0.0 => {
-                let logits = self.item_logits(&user, table)?;
+        match (self.item_scores(&user)?, &batch.target_rows) {
+            (Some(logits), Some(rows)) => {
                 let item = candle_nn::loss::cross_entropy(&logits, rows)?;
                 codes + (item * f64::from(self.cfg.item_loss))?
             }
@@ -490,24 +530,22 @@ impl SidTransformer {
     /// Whether the model has a trained item head: SID embeddings trained with the item-level
     /// loss (`item_loss > 0`). Serving fuses its scores with the generative ones.
     pub fn has_item_head(&self) -> bool {
-        self.sid_emb.is_some() && self.cfg.item_loss > 0.0
+        self.sid_emb.is_some() && self.cfg.has_item_head()
     }
 
     /// The item head's logits `[N, catalog SIDs]` of user states `[N, d]` (columns in catalog
-    /// SID index order), when the model has an item head.
+    /// SID index order), when the model has an item head: against the untied output table
+    /// and bias, or the SID identity table's rows 1.. (row 0, "none", is not a candidate).
     pub fn item_scores(&self, user: &Tensor) -> Result<Option<Tensor>> {
-        match &self.sid_emb {
-            Some(table) if self.has_item_head() => Ok(Some(self.item_logits(user, table)?)),
+        match (&self.item_out, &self.sid_emb) {
+            (Some((w, b)), _) => Ok(Some(user.matmul(&w.t()?)?.broadcast_add(b)?)),
+            (None, Some(table)) if self.has_item_head() => {
+                let w = table.embeddings();
+                let w = w.narrow(0, 1, w.dim(0)? - 1)?;
+                Ok(Some(user.matmul(&w.t()?)?))
+            }
             _ => Ok(None),
         }
-    }
-
-    /// Item-level logits `[N, sids]` of user states `[N, d]` against the SID identity table
-    /// (rows 1.. are the catalog SIDs; row 0, the "none" row, is not a candidate).
-    fn item_logits(&self, user: &Tensor, table: &Embedding) -> Result<Tensor> {
-        let w = table.embeddings();
-        let w = w.narrow(0, 1, w.dim(0)? - 1)?;
-        user.matmul(&w.t()?)
     }
 
     /// Encodes `histories` (no dropout) and returns each user's state at its last history
