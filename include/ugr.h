@@ -25,6 +25,16 @@
 #define UGR_VERSION_PATCH 0
 
 /*
+ `ugr_engine_info::backend`: libugr's own kernels.
+ */
+#define UGR_BACKEND_NATIVE 1
+
+/*
+ `ugr_engine_info::backend`: tract-onnx over the artifact's ONNX graphs.
+ */
+#define UGR_BACKEND_TRACT 2
+
+/*
  The result of a libugr call. The numbers are part of the ABI: they never change and
  a retired code's number is never given to another.
 
@@ -181,6 +191,12 @@ typedef struct ugr_engine_info {
    1 when the bundle carries item titles, else 0.
    */
   uint8_t has_titles;
+  /*
+   The backend that runs the model: `UGR_BACKEND_NATIVE` (libugr's own kernels, chosen
+   whenever the artifact has a weight section it can run) or `UGR_BACKEND_TRACT` (the
+   ONNX graphs through tract; only in a libugr built with its `tract` feature).
+   */
+  uint8_t backend;
 } ugr_engine_info;
 
 /*

@@ -7,7 +7,9 @@
 //!
 //! This crate is `#![no_std]` + `alloc`: it runs on a phone or a microcontroller-class
 //! device as well as in a server. Feature `std` adds `std` error integration; feature
-//! `onnx` (implies `std`) adds the tract-onnx backend and the serving `Engine`.
+//! `native` (no_std) adds the native backend, which runs exported models with the crate's
+//! own kernels; feature `onnx` (implies `std`) adds the tract-onnx backend. Either one
+//! brings the serving `Engine`.
 //!
 //! | module | what lives there |
 //! |---|---|
@@ -18,7 +20,9 @@
 //! | [`confidence`] | confidence fields, calibration maps |
 //! | [`artifact`], [`contract`] | the versioned, checksummed model bundle; the exported model's description |
 //! | [`math`] | log-sum-exp and friends |
-//! | `onnx` (feature `onnx`) | the tract backend, the model contract and the `Engine` |
+//! | `engine` (feature `native` or `onnx`) | the `Engine`: an artifact opened on the backend that fits it |
+//! | `native` (feature `native`) | the native backend: weight section, kernels, `NativeModel` |
+//! | `onnx` (feature `onnx`) | the tract backend and the graphs' contract |
 //! | [`metrics`] | HR@K and NDCG@K (the one metrics routine) |
 //!
 //! ```
@@ -43,7 +47,8 @@
 
 #![no_std]
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
+// `unsafe` lives in one module only: `native::kernels` (the AVX2 micro-kernel).
+#![deny(unsafe_code)]
 
 extern crate alloc;
 #[cfg(any(test, feature = "std"))]
@@ -53,11 +58,15 @@ pub mod artifact;
 pub mod catalog;
 pub mod confidence;
 pub mod contract;
+#[cfg(any(feature = "native", feature = "onnx"))]
+pub mod engine;
 mod error;
 pub mod ids;
 pub mod math;
 pub mod metrics;
 pub mod model;
+#[cfg(feature = "native")]
+pub mod native;
 #[cfg(feature = "onnx")]
 pub mod onnx;
 pub mod search;
@@ -68,6 +77,8 @@ pub mod vocab;
 pub use artifact::{Blob, Bundle, ModelSection};
 pub use catalog::{Catalog, CatalogBuilder, CatalogStats};
 pub use confidence::Calibration;
+#[cfg(any(feature = "native", feature = "onnx"))]
+pub use engine::{Backend, BackendChoice, Engine};
 pub use error::{BoxedModelError, Error, Result, SidParseReason};
 pub use ids::{ItemId, NodeId, TokenId};
 pub use model::{SidModel, Step};

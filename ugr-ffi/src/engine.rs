@@ -3,7 +3,7 @@
 use core::ffi::c_char;
 use std::ffi::CStr;
 
-use ugr_core::onnx::Engine;
+use ugr_core::Engine;
 use ugr_core::{ItemId, SidModel};
 
 use crate::boundary::{boundary, try_ref, try_slice};
@@ -35,7 +35,16 @@ pub struct ugr_engine_info {
     pub has_calibration: u8,
     /// 1 when the bundle carries item titles, else 0.
     pub has_titles: u8,
+    /// The backend that runs the model: `UGR_BACKEND_NATIVE` (libugr's own kernels, chosen
+    /// whenever the artifact has a weight section it can run) or `UGR_BACKEND_TRACT` (the
+    /// ONNX graphs through tract; only in a libugr built with its `tract` feature).
+    pub backend: u8,
 }
+
+/// `ugr_engine_info::backend`: libugr's own kernels.
+pub const UGR_BACKEND_NATIVE: u8 = 1;
+/// `ugr_engine_info::backend`: tract-onnx over the artifact's ONNX graphs.
+pub const UGR_BACKEND_TRACT: u8 = 2;
 
 fn open_path(path: &CStr) -> Result<Engine, Failure> {
     #[cfg(unix)]
@@ -172,6 +181,10 @@ pub unsafe extern "C" fn ugr_engine_get_info(
             has_learned_confidence: u8::from(model.has_confidence()),
             has_calibration: u8::from(engine.has_calibration()),
             has_titles: u8::from(engine.has_titles()),
+            backend: match engine.backend() {
+                ugr_core::Backend::Native => UGR_BACKEND_NATIVE,
+                ugr_core::Backend::Tract => UGR_BACKEND_TRACT,
+            },
         };
         // SAFETY: checked non-NULL; the caller provides storage for one struct.
         unsafe { info_out.write(info) };

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::ptr::{null, null_mut};
 
 use ugr::*;
-use ugr_core::onnx::Engine;
+use ugr_core::Engine;
 use ugr_core::{ItemId, SearchOptions};
 
 fn model_path() -> PathBuf {

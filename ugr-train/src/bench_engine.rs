@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use anyhow::Result;
+use ugr_core::Engine;
 use ugr_core::contract::{HistoryPositions, ModelContract};
-use ugr_core::onnx::Engine;
 use ugr_core::{BeamSearch, Catalog, ItemId, Pruning, SearchOptions, Sid, SidModel, Step};
 
 use crate::data::Example;
@@ -90,7 +90,7 @@ pub struct LatencyRow {
     pub backend: String,
     /// Threads sharing the engine.
     pub threads: usize,
-    /// Median latency per request, ms.
+    /// Median latency per call (one request, or `batch` requests in a batched row), ms.
     pub p50_ms: f64,
     /// 99th percentile, ms.
     pub p99_ms: f64,
@@ -110,15 +110,18 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
-/// Serves `histories` one request per call, split over one thread per entry of `models`
-/// (the same model may be passed several times when it is `Sync`).
+/// Serves `histories` `batch` requests per call (1: one request per call), split over one
+/// thread per entry of `models` (the same model may be passed several times when it is
+/// `Sync`). Latencies are per call; requests/s and model rows are per request.
 pub fn latency<M: SidModel + Sync>(
     catalog: &Catalog,
     models: &[&M],
     backend: &str,
     histories: &[&[ItemId]],
+    batch: usize,
     opts: &SearchOptions,
 ) -> Result<LatencyRow> {
+    let batch = batch.max(1);
     let threads = models.len().max(1);
     let per_thread = histories.len().div_ceil(threads).max(1);
     let start = Instant::now();
@@ -132,9 +135,9 @@ pub fn latency<M: SidModel + Sync>(
                     let mut lat = Vec::with_capacity(chunk.len());
                     let mut rows = 0u64;
                     let mut search = BeamSearch::new(catalog);
-                    for h in chunk {
+                    for group in chunk.chunks(batch) {
                         let t = Instant::now();
-                        let r = search.run(&model, &[*h], opts)?;
+                        let r = search.run(&model, group, opts)?;
                         lat.push(t.elapsed().as_secs_f64() * 1e3);
                         rows += r.iter().map(|x| u64::from(x.stats.model_rows)).sum::<u64>();
                     }
@@ -166,9 +169,9 @@ pub fn latency<M: SidModel + Sync>(
         threads,
         p50_ms: percentile(&lat, 0.5),
         p99_ms: percentile(&lat, 0.99),
-        requests_per_s: lat.len() as f64 / wall,
+        requests_per_s: histories.len() as f64 / wall,
         model_share: in_model / busy.max(1e-12),
-        model_rows: rows as f64 / lat.len().max(1) as f64,
+        model_rows: rows as f64 / histories.len().max(1) as f64,
     })
 }
 

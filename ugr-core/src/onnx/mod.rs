@@ -25,10 +25,7 @@
 //! `R` concretised for the row counts a service expects (tract optimises them further),
 //! and the symbolic plan serves every other count.
 
-mod engine;
 pub mod feeds;
-
-pub use engine::Engine;
 
 use std::collections::HashMap;
 use std::format;

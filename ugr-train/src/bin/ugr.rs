@@ -9,7 +9,7 @@ use ugr_train::data::index::SidIndex;
 use ugr_train::data::{self, LoadOptions, Split, SplitProtocol};
 use ugr_train::eval::confidence::ConfidenceCollector;
 use ugr_train::eval::{self, MetricTable};
-use ugr_train::model::{HistoryEncoding, ModelConfig};
+use ugr_train::model::{HistoryEncoding, ItemOutput, ModelConfig};
 use ugr_train::sid;
 use ugr_train::train::rl::{RewardKind, RlArgs};
 use ugr_train::train::{self, DeviceKind, SftArgs};
@@ -284,9 +284,13 @@ struct SftCli {
     sid_embeddings: bool,
     /// Weight of the item-level loss, which trains the item head that serving fuses with the
     /// generative score (needs SID embeddings; 0 = off: a generative-only model): a softmax
-    /// over every catalog SID from the user state, the SID identity table tied as output.
+    /// over every catalog SID from the user state.
     #[arg(long, default_value_t = 1.0)]
     item_loss: f32,
+    /// The item head's output table: its own table and per-SID bias (untied, default), or
+    /// the SID identity table (tied, as SASRec).
+    #[arg(long, value_enum, default_value_t = ItemOutput::Untied)]
+    item_output: ItemOutput,
 }
 
 #[derive(Args)]
@@ -312,7 +316,7 @@ struct EvalArgs {
     weights: String,
     #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
     device: DeviceKind,
-    /// Also evaluate this exported artifact (tract) on the same rows and compare its
+    /// Also evaluate this exported artifact (its engine backend) on the same rows and compare its
     /// top-10 with the run's, row by row.
     #[arg(long)]
     engine: Option<PathBuf>,
@@ -419,6 +423,28 @@ struct RecommendArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// Backend: auto (native when the artifact has a weight section, tract otherwise),
+    /// native or tract.
+    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+    backend: BackendArg,
+}
+
+/// `--backend` of the engine commands.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum BackendArg {
+    Auto,
+    Native,
+    Tract,
+}
+
+impl From<BackendArg> for ugr_core::BackendChoice {
+    fn from(b: BackendArg) -> Self {
+        match b {
+            BackendArg::Auto => ugr_core::BackendChoice::Auto,
+            BackendArg::Native => ugr_core::BackendChoice::Native,
+            BackendArg::Tract => ugr_core::BackendChoice::Tract,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -645,6 +671,7 @@ fn train_sft(a: &SftCli) -> Result<()> {
                 0
             },
             item_loss: a.item_loss,
+            item_output: a.item_output,
             ..ModelConfig::default_for(ds.catalog.vocab())
         };
         (args, cfg)
@@ -886,7 +913,7 @@ fn eval_engine(
     a: &EvalArgs,
     reference: &[eval::Ranked],
 ) -> Result<(serde_json::Value, Vec<String>)> {
-    let engine = ugr_core::onnx::Engine::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let engine = ugr_core::Engine::open(path).with_context(|| format!("opening {}", path.display()))?;
     anyhow::ensure!(
         engine.catalog() == &ds.catalog,
         "{} was exported with another catalog than {}",
@@ -909,7 +936,8 @@ fn eval_engine(
     )?;
     pb.finish_and_clear();
     let parity = eval::parity(reference, &lists, 10);
-    let mut lines = vec![result.item.row("engine (tract; hit = item)")];
+    let label = format!("engine ({}; hit = item)", engine.backend().name());
+    let mut lines = vec![result.item.row(&label)];
     lines.push(format!(
         "parity, top-10: {}/{} rows identical in items and order; max score difference {:.2e}; \
          engine {:.1} recommendations/s",
@@ -1093,7 +1121,7 @@ fn bench_train(
 fn bench_engine(a: &BenchEngineArgs) -> Result<()> {
     use ugr_train::bench_engine as be;
     let bytes = std::fs::read(&a.model).with_context(|| format!("reading {}", a.model.display()))?;
-    let engine = ugr_core::onnx::Engine::from_bytes(&bytes)?;
+    let engine = ugr_core::Engine::from_bytes(&bytes)?;
     let ds = data::load(&a.data.data, &a.data.load_options())?;
     anyhow::ensure!(
         engine.catalog() == &ds.catalog,
@@ -1126,8 +1154,6 @@ fn bench_engine(a: &BenchEngineArgs) -> Result<()> {
         "backend", "threads", "p50 ms", "p99 ms", "req/s", "model rows", "search %"
     );
     let mut rows = Vec::new();
-    // Warm-up (tract allocates its scratch on first use), then the symbolic plan, then plans
-    // concretised for this beam width.
     let print = |r: &be::LatencyRow| {
         println!(
             "{:<34} {:>7} {:>9.3} {:>9.3} {:>10.1} {:>11.1} {:>10.1}%",
@@ -1141,17 +1167,35 @@ fn bench_engine(a: &BenchEngineArgs) -> Result<()> {
         );
     };
     let warmup = &histories[..histories.len().min(50)];
-    let tract = engine.model();
-    be::latency(engine.catalog(), &[tract], "warm-up", warmup, &opts)?;
+    // The native backend (when the artifact has a weight section), one request per call and
+    // 32 per call; then tract on the same graphs (symbolic plan, then plans concretised for
+    // this beam width), after a warm-up each.
+    match ugr_core::Engine::from_bytes_with(&bytes, ugr_core::BackendChoice::Native) {
+        Ok(native) => {
+            let m = native.model();
+            be::latency(native.catalog(), &[m], "warm-up", warmup, 1, &opts)?;
+            for (name, batch) in [("native", 1), ("native, batched 32 per call", 32)] {
+                for models in [vec![m], vec![m, m]] {
+                    let r = be::latency(native.catalog(), &models, name, &histories, batch, &opts)?;
+                    print(&r);
+                    rows.push(r);
+                }
+            }
+        }
+        Err(e) => println!("{:<34} not run: {e}", "native"),
+    }
+    let tract_engine = ugr_core::Engine::from_bytes_with(&bytes, ugr_core::BackendChoice::Tract)?;
+    let tract = tract_engine.model();
+    be::latency(engine.catalog(), &[tract], "warm-up", warmup, 1, &opts)?;
     for (name, warm) in [
         ("tract, symbolic plan", false),
         ("tract, plans concretised for R", true),
     ] {
         if warm {
-            engine.warm(a.beam)?;
+            tract_engine.warm(a.beam)?;
         }
         for models in [vec![tract], vec![tract, tract]] {
-            let r = be::latency(engine.catalog(), &models, name, &histories, &opts)?;
+            let r = be::latency(engine.catalog(), &models, name, &histories, 1, &opts)?;
             print(&r);
             rows.push(r);
         }
@@ -1166,7 +1210,7 @@ fn bench_engine(a: &BenchEngineArgs) -> Result<()> {
         / histories.len().max(1) as f64;
     let best = rows
         .iter()
-        .filter(|r| r.threads == 1)
+        .filter(|r| r.threads == 1 && !r.backend.contains("batched"))
         .min_by(|x, y| x.p50_ms.total_cmp(&y.p50_ms));
     let peak = be::measured_peak_gflops()?;
     if let Some(best) = best {
@@ -1241,7 +1285,7 @@ fn bench_engine(a: &BenchEngineArgs) -> Result<()> {
 fn bench_ort(
     dylib: &Path,
     bytes: &[u8],
-    engine: &ugr_core::onnx::Engine,
+    engine: &ugr_core::Engine,
     requests: &[data::Example],
     opts: &ugr_core::SearchOptions,
     print: &dyn Fn(&ugr_train::bench_engine::LatencyRow),
@@ -1262,6 +1306,7 @@ fn bench_ort(
             models,
             "onnxruntime (same graphs, search)",
             histories,
+            1,
             opts,
         )
     };
@@ -1272,12 +1317,12 @@ fn bench_ort(
         print(&r);
         rows.push(r);
     }
-    // Cross-check: onnxruntime and tract return the same lists for these requests.
+    // Cross-check: onnxruntime and the engine's backend return the same lists for these requests.
     let (_, want) = eval::evaluate_search(engine.model(), &catalog, requests, opts, 64, true, |_| {})?;
     let (_, got) = eval::evaluate_search(&m1, &catalog, requests, opts, 64, true, |_| {})?;
     let p = eval::parity(&want, &got, opts.top_k);
     println!(
-        "onnxruntime vs tract, top-{}: {}/{} requests identical in items and order, max score difference {:.2e}",
+        "onnxruntime vs the engine, top-{}: {}/{} requests identical in items and order, max score difference {:.2e}",
         opts.top_k, p.identical, p.rows, p.max_score_diff
     );
     Ok(rows)
@@ -1287,7 +1332,7 @@ fn bench_ort(
 fn bench_ort(
     _: &Path,
     _: &[u8],
-    _: &ugr_core::onnx::Engine,
+    _: &ugr_core::Engine,
     _: &[data::Example],
     _: &ugr_core::SearchOptions,
     _: &dyn Fn(&ugr_train::bench_engine::LatencyRow),
@@ -1312,15 +1357,21 @@ fn export(a: &ExportArgs) -> Result<()> {
     )?;
     let bytes = bundle.to_bytes()?;
     std::fs::write(&a.out, &bytes).with_context(|| format!("writing {}", a.out.display()))?;
-    let graphs: usize = bundle
-        .model
-        .as_ref()
-        .map_or(0, |m| m.graphs.iter().map(|g| g.bytes.len()).sum());
+    let size = |weights: bool| -> usize {
+        bundle.model.as_ref().map_or(0, |m| {
+            m.graphs
+                .iter()
+                .filter(|g| (g.name == ugr_core::native::WEIGHTS_BLOB) == weights)
+                .map(|g| g.bytes.len())
+                .sum()
+        })
+    };
     eprintln!(
-        "wrote {}: {} bytes ({} of ONNX graphs, weights {}), {} items",
+        "wrote {}: {} bytes ({} of ONNX graphs, {} of native weight section; weights {}), {} items",
         a.out.display(),
         bytes.len(),
-        graphs,
+        size(false),
+        size(true),
         if a.f16 { "f16" } else { "f32" },
         bundle.catalog.len()
     );
@@ -1350,8 +1401,9 @@ fn parse_pruning(s: &str) -> Result<ugr_core::Pruning> {
 }
 
 fn recommend(a: &RecommendArgs) -> Result<()> {
-    let engine =
-        ugr_core::onnx::Engine::open(&a.model).with_context(|| format!("opening {}", a.model.display()))?;
+    let bytes = std::fs::read(&a.model).with_context(|| format!("reading {}", a.model.display()))?;
+    let engine = ugr_core::Engine::from_bytes_with(&bytes, a.backend.into())
+        .with_context(|| format!("opening {}", a.model.display()))?;
     let history = a
         .history
         .split(|c: char| c == ',' || c.is_whitespace())
@@ -1390,7 +1442,7 @@ fn recommend(a: &RecommendArgs) -> Result<()> {
             })
             .collect();
         let out = serde_json::json!({ "history": history.iter().map(|i| i.as_u32()).collect::<Vec<_>>(),
-            "items": items, "model_rows": recs.stats.model_rows });
+            "items": items, "model_rows": recs.stats.model_rows, "backend": engine.backend().name() });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
@@ -1410,5 +1462,6 @@ fn recommend(a: &RecommendArgs) -> Result<()> {
             engine.title(r.item).unwrap_or("")
         );
     }
+    println!("(backend: {})", engine.backend().name());
     Ok(())
 }

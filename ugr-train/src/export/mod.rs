@@ -1,11 +1,13 @@
 //! `ugr export`: a trained run -> one artifact (`model.ugr`) holding the catalog, the trie,
-//! item titles, the calibration map (when the run has one) and the ONNX graphs.
+//! item titles, the calibration map (when the run has one), the ONNX graphs and the weight
+//! section that ugr-core's native backend runs (`ugr_core::native::weights`).
 
 pub mod graphs;
 pub mod onnx;
 
 use anyhow::{Context, Result};
 use ugr_core::contract::{CONTRACT_FORMAT, HistoryPositions, ModelContract};
+use ugr_core::native::{WEIGHTS_BLOB, WEIGHTS_FORMAT, WeightFile, WeightTensor, WeightType};
 use ugr_core::{Blob, Bundle, Calibration, Normalization};
 
 use self::graphs::Weights;
@@ -24,7 +26,7 @@ pub struct ExportOptions {
 
 /// The contract describing an exported model.
 pub fn contract(cfg: &ModelConfig, opts: ExportOptions) -> ModelContract {
-    let item_head = cfg.sid_embeddings > 1 && cfg.item_loss > 0.0;
+    let item_head = cfg.has_item_head();
     ModelContract {
         format: CONTRACT_FORMAT.into(),
         codebooks: cfg.codebooks.clone(),
@@ -77,7 +79,37 @@ pub fn graphs(run: &LoadedRun, opts: ExportOptions) -> Result<Vec<Blob>> {
             bytes: graphs::confidence(&w, cfg, opts.f16).context("exporting confidence")?,
         });
     }
+    out.push(Blob {
+        name: WEIGHTS_BLOB.into(),
+        bytes: weight_section(&data, opts)?,
+    });
     Ok(out)
+}
+
+/// The weight section: every parameter of the run by checkpoint name (sorted), f32 or f16.
+fn weight_section(
+    data: &std::collections::HashMap<String, candle_core::Var>,
+    opts: ExportOptions,
+) -> Result<Vec<u8>> {
+    let dtype = if opts.f16 {
+        WeightType::F16
+    } else {
+        WeightType::F32
+    };
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    let mut tensors = Vec::with_capacity(names.len());
+    for name in names {
+        let t = data[name].as_tensor();
+        let dims: Vec<u32> = t.dims().iter().map(|&d| d as u32).collect();
+        let values = t.flatten_all()?.to_vec1::<f32>()?;
+        tensors.push(WeightTensor::from_f32(name, &dims, &values, dtype));
+    }
+    let file = WeightFile {
+        format: WEIGHTS_FORMAT.into(),
+        tensors,
+    };
+    file.to_bytes().context("encoding the weight section")
 }
 
 /// The artifact of a run: its dataset's catalog (the one it was trained with), titles,

@@ -1,12 +1,17 @@
-//! Export parity on small models: the tract backend reproduces the candle model's logits
-//! (max abs difference <= 1e-4) at every step, and the engine returns the same top-10 items in
-//! the same order as the candle-backed beam search, for every model variant.
+//! The backend suite, instantiated for every engine backend (`backend_suite!` below: tract and
+//! native; onnxruntime is compared in `ugr bench engine --ort-dylib`, where it is installed):
+//! on small models, each reproduces the candle model's logits (max abs difference <= 1e-4) at
+//! every step, the engine returns the same top-10 items in the same order as the candle-backed
+//! beam search for every model variant, a batch equals single calls, f16-stored weights stay
+//! close, and corrupt graphs or weights are typed errors.
 
 use candle_core::Device;
-use ugr_core::onnx::{Engine, TractModel};
-use ugr_core::{BeamSearch, Bundle, ItemId, SearchOptions, Sid, SidModel, Special, Step, TokenId};
+use ugr_core::native::{WEIGHTS_BLOB, WeightFile};
+use ugr_core::{
+    Backend, BackendChoice, BeamSearch, Engine, ItemId, SearchOptions, Sid, SidModel, Special, Step, TokenId,
+};
 use ugr_train::export::{ExportOptions, bundle};
-use ugr_train::model::{CandleModel, HistoryEncoding, ModelConfig};
+use ugr_train::model::{CandleModel, HistoryEncoding, ItemOutput, ModelConfig};
 use ugr_train::train::{LoadedRun, RunInfo, SftArgs, new_model};
 
 use crate::common::{synthetic, two_layer};
@@ -21,16 +26,24 @@ fn run(
     trie_loss: bool,
     sid: bool,
     confidence: bool,
-    item_head: bool,
+    item_head: Option<ItemOutput>,
 ) -> LoadedRun {
     let cfg = ModelConfig {
         trie_loss,
         confidence,
         sid_embeddings: if sid { ds.catalog.sid_count() + 1 } else { 0 },
-        item_loss: if item_head { 1.0 } else { 0.0 },
+        item_loss: if item_head.is_some() { 1.0 } else { 0.0 },
+        item_output: item_head.unwrap_or_default(),
         ..two_layer(&ds.catalog, history, 0.0)
     };
     let (model, varmap) = new_model(&cfg, 11, &Device::Cpu).unwrap();
+    if let Some(bias) = varmap.data().lock().unwrap().get("item_out.bias") {
+        // Initialised to zeros: give it values so that parity sees whether export carries it.
+        let n = bias.elem_count();
+        let values: Vec<f32> = (0..n).map(|i| ((i * 7) % 13) as f32 * 0.1 - 0.6).collect();
+        bias.set(&candle_core::Tensor::from_vec(values, n, &Device::Cpu).unwrap())
+            .unwrap();
+    }
     LoadedRun {
         info: RunInfo {
             sft: SftArgs::default(),
@@ -47,9 +60,20 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
-/// Drives both backends through prefill, every level and the confidence step with the same
-/// rows and parents; returns the largest logit difference.
-fn logit_parity(ds: &ugr_train::data::Dataset, run: &LoadedRun, tract: &TractModel) -> f32 {
+/// Opens `bytes` on `choice` and checks that this backend runs it.
+fn open(bytes: &[u8], choice: BackendChoice) -> Engine {
+    let engine = Engine::from_bytes_with(bytes, choice).unwrap();
+    let want = match choice {
+        BackendChoice::Native => Backend::Native,
+        _ => Backend::Tract,
+    };
+    assert_eq!(engine.backend(), want);
+    engine
+}
+
+/// Drives candle and a backend through prefill, every level and the confidence step with the
+/// same rows and parents; returns the largest logit difference.
+fn logit_parity<M: SidModel>(ds: &ugr_train::data::Dataset, run: &LoadedRun, tract: &M) -> f32 {
     let candle = CandleModel::new(&run.model, &ds.catalog);
     let vocab = ds.catalog.vocab();
     let hists: Vec<Vec<Sid>> = ds
@@ -118,38 +142,34 @@ fn logit_parity(ds: &ugr_train::data::Dataset, run: &LoadedRun, tract: &TractMod
     worst
 }
 
-#[test]
-fn tract_matches_candle_for_every_variant() {
+fn matches_candle_for_every_variant(choice: BackendChoice) {
     let ds = data();
     for (history, trie_loss, sid, confidence, item_head) in [
-        (HistoryEncoding::Item, false, false, false, false),
-        (HistoryEncoding::Item, true, true, true, false),
-        (HistoryEncoding::Token, false, true, false, false),
-        (HistoryEncoding::Token, true, false, true, false),
+        (HistoryEncoding::Item, false, false, false, None),
+        (HistoryEncoding::Item, true, true, true, None),
+        (HistoryEncoding::Token, false, true, false, None),
+        (HistoryEncoding::Token, true, false, true, None),
         // the item head, fused at a fitted weight, with and without confidence
-        (HistoryEncoding::Item, true, true, false, true),
-        (HistoryEncoding::Token, false, true, true, true),
+        (HistoryEncoding::Item, true, true, false, Some(ItemOutput::Untied)),
+        (HistoryEncoding::Token, false, true, true, Some(ItemOutput::Tied)),
     ] {
         let run = run(&ds, history, trie_loss, sid, confidence, item_head);
-        let item_weight = item_head.then_some(0.7);
+        let item_weight = item_head.map(|_| 0.7);
         let export = ExportOptions {
             item_weight,
             ..ExportOptions::default()
         };
         let b = bundle(&run, &ds, None, export).unwrap();
         let bytes = b.to_bytes().unwrap();
-        let b = Bundle::from_bytes(&bytes).unwrap();
-        let catalog = std::sync::Arc::new(b.catalog.clone());
-        let tract = TractModel::new(b.model.as_ref().unwrap(), catalog).unwrap();
-        let diff = logit_parity(&ds, &run, &tract);
+        let engine = open(&bytes, choice);
+        let diff = logit_parity(&ds, &run, engine.model());
         assert!(
             diff <= 1e-4,
-            "{history:?} trie {trie_loss} sid {sid} conf {confidence}: max |candle - tract| = {diff}"
+            "{choice:?} {history:?} trie {trie_loss} sid {sid} conf {confidence}: max |candle - engine| = {diff}"
         );
 
         // Same top-10 through the engine: the same order wherever the two backends' scores are
         // farther apart than float noise (an untrained model has many near-ties, which may swap).
-        let engine = Engine::from_bytes(&bytes).unwrap();
         engine.warm(20).unwrap();
         let opts = SearchOptions {
             beam: 20,
@@ -176,7 +196,7 @@ fn tract_matches_candle_for_every_variant() {
                     b.score
                 );
                 assert_eq!(a.learned_confidence.is_some(), b.learned_confidence.is_some());
-                assert_eq!(a.item_log_prob.is_some(), item_head);
+                assert_eq!(a.item_log_prob.is_some(), item_head.is_some());
                 assert_eq!(a.item_log_prob.is_some(), b.item_log_prob.is_some());
                 if a.item != b.item {
                     // Only a near-tie may swap: tract's item must sit within noise of candle's
@@ -206,10 +226,16 @@ fn tract_matches_candle_for_every_variant() {
     }
 }
 
-#[test]
-fn f16_weights_stay_close() {
+fn f16_weights_stay_close(choice: BackendChoice) {
     let ds = data();
-    let run = run(&ds, HistoryEncoding::Item, false, true, false, true);
+    let run = run(
+        &ds,
+        HistoryEncoding::Item,
+        false,
+        true,
+        false,
+        Some(ItemOutput::Untied),
+    );
     let f32b = bundle(&run, &ds, None, ExportOptions::default())
         .unwrap()
         .to_bytes()
@@ -232,24 +258,156 @@ fn f16_weights_stay_close() {
         f16b.len(),
         f32b.len()
     );
-    let b = Bundle::from_bytes(&f16b).unwrap();
-    let tract = TractModel::new(b.model.as_ref().unwrap(), std::sync::Arc::new(b.catalog.clone())).unwrap();
-    let diff = logit_parity(&ds, &run, &tract);
-    assert!(diff > 0.0 && diff < 1e-2, "f16 max logit difference {diff}");
+    let engine = open(&f16b, choice);
+    let diff = logit_parity(&ds, &run, engine.model());
+    assert!(
+        diff > 0.0 && diff < 1e-2,
+        "{choice:?}: f16 max logit difference {diff}"
+    );
 }
 
-#[test]
+/// Broken ONNX graphs are typed errors on tract (the native backend does not read them).
 fn corrupt_graphs_are_typed_errors() {
     let ds = data();
-    let run = run(&ds, HistoryEncoding::Item, false, false, false, false);
+    let run = run(&ds, HistoryEncoding::Item, false, false, false, None);
+    let tract = |b: &ugr_core::Bundle| Engine::from_bytes_with(&b.to_bytes().unwrap(), BackendChoice::Tract);
     let mut b = bundle(&run, &ds, None, ExportOptions::default()).unwrap();
     let m = b.model.as_mut().unwrap();
     m.graphs[0].bytes.truncate(100);
-    assert!(Engine::from_bytes(&b.to_bytes().unwrap()).is_err());
+    assert!(tract(&b).is_err());
     let mut b = bundle(&run, &ds, None, ExportOptions::default()).unwrap();
     b.model.as_mut().unwrap().config_json = "{}".into();
+    assert!(tract(&b).is_err());
     assert!(Engine::from_bytes(&b.to_bytes().unwrap()).is_err());
     let mut b = bundle(&run, &ds, None, ExportOptions::default()).unwrap();
-    b.model.as_mut().unwrap().graphs.pop();
-    assert!(Engine::from_bytes(&b.to_bytes().unwrap()).is_err());
+    b.model.as_mut().unwrap().graphs.retain(|g| g.name != "step_1");
+    assert!(tract(&b).is_err());
+}
+
+/// A weight section that is present but broken is a typed error naming what differs, on the
+/// native backend and on the automatic choice (no silent fallback to tract); a model without
+/// one, or of another architecture, falls back to tract.
+fn corrupt_weights_are_typed_errors() {
+    let ds = data();
+    let run = run(
+        &ds,
+        HistoryEncoding::Item,
+        true,
+        true,
+        false,
+        Some(ItemOutput::Untied),
+    );
+    let good = bundle(&run, &ds, None, ExportOptions::default()).unwrap();
+    let with_weights = |edit: &dyn Fn(&mut WeightFile)| -> Vec<u8> {
+        let mut b = good.clone();
+        let blob = b
+            .model
+            .as_mut()
+            .unwrap()
+            .graphs
+            .iter_mut()
+            .find(|g| g.name == WEIGHTS_BLOB)
+            .unwrap();
+        let mut file = WeightFile::from_bytes(&blob.bytes).unwrap();
+        edit(&mut file);
+        blob.bytes = file.to_bytes().unwrap();
+        b.to_bytes().unwrap()
+    };
+    let error = |bytes: &[u8], choice| {
+        Engine::from_bytes_with(bytes, choice)
+            .err()
+            .unwrap_or_else(|| panic!("{choice:?} opened a broken weight section"))
+            .to_string()
+    };
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (
+            with_weights(&|f| f.tensors.retain(|t| t.name != "head.layers.1.ff.up.weight")),
+            "head.layers.1.ff.up.weight",
+        ),
+        (
+            with_weights(&|f| {
+                let t = f.tensors.iter_mut().find(|t| t.name == "enc.pos").unwrap();
+                t.dims[0] -= 1;
+            }),
+            "enc.pos",
+        ),
+        (
+            with_weights(&|f| {
+                let t = f.tensors.iter_mut().find(|t| t.name == "item_out.bias").unwrap();
+                t.data[0..4].copy_from_slice(&f32::NAN.to_le_bytes());
+            }),
+            "item_out.bias",
+        ),
+        (
+            with_weights(&|f| {
+                let t = f.tensors.iter_mut().find(|t| t.name == "out_bias").unwrap();
+                t.data.pop();
+            }),
+            "does not match its shape",
+        ),
+    ];
+    for (bytes, names) in &cases {
+        for choice in [BackendChoice::Native, BackendChoice::Auto] {
+            let e = error(bytes, choice);
+            assert!(e.contains(names), "{choice:?}: {e} should name {names}");
+        }
+    }
+    let mut b = good.clone();
+    let blob = b
+        .model
+        .as_mut()
+        .unwrap()
+        .graphs
+        .iter_mut()
+        .find(|g| g.name == WEIGHTS_BLOB)
+        .unwrap();
+    blob.bytes.truncate(blob.bytes.len() / 2);
+    let bytes = b.to_bytes().unwrap();
+    assert!(error(&bytes, BackendChoice::Native).contains("weight section"));
+    assert!(error(&bytes, BackendChoice::Auto).contains("weight section"));
+
+    // Another kind of model: no weight section, or another architecture -> tract on Auto.
+    let mut old = good.clone();
+    old.model
+        .as_mut()
+        .unwrap()
+        .graphs
+        .retain(|g| g.name != WEIGHTS_BLOB);
+    let old = old.to_bytes().unwrap();
+    assert!(error(&old, BackendChoice::Native).contains("no weight section"));
+    assert_eq!(Engine::from_bytes(&old).unwrap().backend(), Backend::Tract);
+    let newer = with_weights(&|f| f.format = "ugr-native-99".into());
+    assert!(error(&newer, BackendChoice::Native).contains("ugr-native-99"));
+    assert_eq!(Engine::from_bytes(&newer).unwrap().backend(), Backend::Tract);
+    assert_eq!(
+        Engine::from_bytes(&good.to_bytes().unwrap()).unwrap().backend(),
+        Backend::Native
+    );
+}
+
+/// The suite above, once per backend (as candle's `test_device!` does per device).
+macro_rules! backend_suite {
+    ($($name:ident => $choice:expr),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+
+            #[test]
+            fn matches_candle_for_every_variant() {
+                super::matches_candle_for_every_variant($choice);
+            }
+
+            #[test]
+            fn f16_weights_stay_close() {
+                super::f16_weights_stay_close($choice);
+            }
+        }
+    )*};
+}
+
+backend_suite!(tract => BackendChoice::Tract, native => BackendChoice::Native);
+
+#[test]
+fn corrupt_graphs_and_weights_are_typed_errors() {
+    corrupt_graphs_are_typed_errors();
+    corrupt_weights_are_typed_errors();
 }

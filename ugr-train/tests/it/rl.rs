@@ -213,7 +213,7 @@ fn rl_runs_with_every_option_and_exports_confidence() {
     // the artifact carries the confidence graph and the map; the engine uses both
     let artifact = tmp.path().join("ugr.ugr");
     ugr(&["export", "--run", ugr_run, "--out", artifact.to_str().unwrap()]);
-    let engine = ugr_core::onnx::Engine::open(&artifact).unwrap();
+    let engine = ugr_core::Engine::open(&artifact).unwrap();
     assert!(engine.has_calibration());
     let ds = ugr_train::data::load(&SftArgs::default().data, &SftArgs::default().load).unwrap();
     let recs = engine

@@ -1,0 +1,388 @@
+//! The `Engine`: an artifact opened for serving, on the backend that fits it.
+//!
+//! Backends: the native one (feature `native`: ugr-core's own kernels, `no_std`, the default
+//! when the artifact has a weight section it can run) and tract (feature `onnx`: the ONNX
+//! graphs through tract-onnx, for artifacts the native backend cannot run, or on request).
+//! [`EngineModel`] is whichever was chosen, itself a [`SidModel`], so evaluation code drives
+//! it like any model; [`Engine::backend`] says which one runs.
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::ops::Range;
+
+use crate::contract::ModelContract;
+#[cfg(feature = "native")]
+use crate::native::{NativeCache, NativeError, NativeModel};
+#[cfg(feature = "onnx")]
+use crate::onnx::{OnnxError, TractCache, TractModel};
+use crate::{
+    BeamSearch, Bundle, Calibration, Catalog, Error, ItemId, ModelSection, Normalization, Recommendations,
+    Result, SearchOptions, Sid, SidModel, Step,
+};
+
+/// The backend that runs an engine's model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// ugr-core's own kernels over the artifact's weight section.
+    Native,
+    /// tract-onnx over the artifact's ONNX graphs.
+    Tract,
+}
+
+impl Backend {
+    /// `"native"` or `"tract"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Native => "native",
+            Backend::Tract => "tract",
+        }
+    }
+}
+
+/// Which backend an engine should open a model with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BackendChoice {
+    /// Native when the feature is built and the artifact has a weight section of this
+    /// build's architecture; tract (when built) for artifacts without one or of another
+    /// architecture. A weight section that is present but broken is an error, not a fallback.
+    #[default]
+    Auto,
+    /// Only the native backend (its error when it cannot run the model).
+    Native,
+    /// Only tract.
+    Tract,
+}
+
+/// The model behind an engine: whichever backend was chosen.
+// One per engine: the variants' size difference does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum EngineModel {
+    /// The native backend.
+    #[cfg(feature = "native")]
+    Native(NativeModel),
+    /// The tract backend.
+    #[cfg(feature = "onnx")]
+    Tract(TractModel),
+}
+
+/// The cache of an [`EngineModel`].
+// One per search: the variants' size difference does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum EngineCache {
+    /// The native backend's.
+    #[cfg(feature = "native")]
+    Native(NativeCache),
+    /// The tract backend's.
+    #[cfg(feature = "onnx")]
+    Tract(TractCache),
+}
+
+/// The error of an [`EngineModel`]'s backend.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineModelError {
+    /// From the native backend.
+    #[cfg(feature = "native")]
+    #[error(transparent)]
+    Native(#[from] NativeError),
+    /// From the tract backend.
+    #[cfg(feature = "onnx")]
+    #[error(transparent)]
+    Tract(#[from] OnnxError),
+    /// A cache of one backend handed to the other.
+    #[error("a cache of another backend")]
+    CacheMismatch,
+}
+
+impl EngineModel {
+    /// Opens `section` for `catalog` with the chosen backend.
+    pub fn open(
+        section: &ModelSection,
+        catalog: Arc<Catalog>,
+        choice: BackendChoice,
+    ) -> core::result::Result<EngineModel, EngineModelError> {
+        #[cfg(feature = "native")]
+        {
+            if choice != BackendChoice::Tract {
+                match NativeModel::new(section, Arc::clone(&catalog)) {
+                    Ok(m) => return Ok(EngineModel::Native(m)),
+                    // Auto falls back to tract only for a model of another kind (no weight
+                    // section, another architecture); a broken weight section is an error.
+                    Err(e)
+                        if choice == BackendChoice::Native
+                            || !cfg!(feature = "onnx")
+                            || !e.is_other_model() =>
+                    {
+                        return Err(e.into());
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+        #[cfg(feature = "onnx")]
+        {
+            if choice != BackendChoice::Native {
+                return Ok(EngineModel::Tract(TractModel::new(section, catalog)?));
+            }
+        }
+        let _ = (section, catalog, choice);
+        #[cfg(feature = "native")]
+        return Err(NativeError::Unsupported("this build has no tract backend").into());
+        #[cfg(not(feature = "native"))]
+        return Err(OnnxError::Contract("this build has no native backend").into());
+    }
+
+    /// Which backend runs.
+    pub fn backend(&self) -> Backend {
+        match self {
+            #[cfg(feature = "native")]
+            EngineModel::Native(_) => Backend::Native,
+            #[cfg(feature = "onnx")]
+            EngineModel::Tract(_) => Backend::Tract,
+        }
+    }
+
+    /// The model's contract.
+    pub fn contract(&self) -> &ModelContract {
+        match self {
+            #[cfg(feature = "native")]
+            EngineModel::Native(m) => m.contract(),
+            #[cfg(feature = "onnx")]
+            EngineModel::Tract(m) => m.contract(),
+        }
+    }
+
+    /// The normalisation the model was trained with.
+    pub fn normalization(&self) -> Normalization {
+        match self {
+            #[cfg(feature = "native")]
+            EngineModel::Native(m) => m.normalization(),
+            #[cfg(feature = "onnx")]
+            EngineModel::Tract(m) => m.normalization(),
+        }
+    }
+}
+
+impl SidModel for EngineModel {
+    type Cache = EngineCache;
+    type Error = EngineModelError;
+
+    fn has_confidence(&self) -> bool {
+        self.contract().confidence
+    }
+
+    fn new_cache(&self) -> EngineCache {
+        match self {
+            #[cfg(feature = "native")]
+            EngineModel::Native(m) => EngineCache::Native(m.new_cache()),
+            #[cfg(feature = "onnx")]
+            EngineModel::Tract(m) => EngineCache::Tract(m.new_cache()),
+        }
+    }
+
+    fn prefill(
+        &self,
+        cache: &mut EngineCache,
+        histories: &[&[Sid]],
+        logits_for: Range<u32>,
+    ) -> core::result::Result<(), EngineModelError> {
+        match (self, cache) {
+            #[cfg(feature = "native")]
+            (EngineModel::Native(m), EngineCache::Native(c)) => Ok(m.prefill(c, histories, logits_for)?),
+            #[cfg(feature = "onnx")]
+            (EngineModel::Tract(m), EngineCache::Tract(c)) => Ok(m.prefill(c, histories, logits_for)?),
+            #[allow(unreachable_patterns)]
+            _ => Err(EngineModelError::CacheMismatch),
+        }
+    }
+
+    fn step(&self, cache: &mut EngineCache, step: &Step<'_>) -> core::result::Result<(), EngineModelError> {
+        match (self, cache) {
+            #[cfg(feature = "native")]
+            (EngineModel::Native(m), EngineCache::Native(c)) => Ok(m.step(c, step)?),
+            #[cfg(feature = "onnx")]
+            (EngineModel::Tract(m), EngineCache::Tract(c)) => Ok(m.step(c, step)?),
+            #[allow(unreachable_patterns)]
+            _ => Err(EngineModelError::CacheMismatch),
+        }
+    }
+
+    fn logits<'a>(&'a self, cache: &'a EngineCache) -> &'a [f32] {
+        match (self, cache) {
+            #[cfg(feature = "native")]
+            (EngineModel::Native(m), EngineCache::Native(c)) => m.logits(c),
+            #[cfg(feature = "onnx")]
+            (EngineModel::Tract(m), EngineCache::Tract(c)) => m.logits(c),
+            #[allow(unreachable_patterns)]
+            _ => &[],
+        }
+    }
+
+    fn item_logits<'a>(&'a self, cache: &'a EngineCache) -> Option<&'a [f32]> {
+        match (self, cache) {
+            #[cfg(feature = "native")]
+            (EngineModel::Native(m), EngineCache::Native(c)) => m.item_logits(c),
+            #[cfg(feature = "onnx")]
+            (EngineModel::Tract(m), EngineCache::Tract(c)) => m.item_logits(c),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    fn item_weight(&self) -> Option<f32> {
+        self.contract().item_weight
+    }
+}
+
+/// An exported model with its catalog, ready to recommend.
+///
+/// `Send + Sync`: share one engine between threads (`Arc<Engine>` or `&Engine`). Each call
+/// allocates its own search scratch and model cache and frees them on return, so memory
+/// does not grow across calls. The search uses the normalisation the model was trained
+/// with, whatever `SearchOptions::normalization` says.
+///
+/// ```no_run
+/// use ugr_core::Engine;
+/// use ugr_core::{ItemId, SearchOptions};
+/// let bytes = std::fs::read("model.ugr")?; // or `Engine::open` with feature `std`
+/// let engine = Engine::from_bytes(&bytes)?;
+/// println!("backend: {}", engine.backend().name());
+/// let recs = engine.recommend(&[ItemId::new(12), ItemId::new(873)], &SearchOptions::default())?;
+/// for r in &recs.items {
+///     println!("{} {:?} score {:.3} confidence {:.3}", r.item, engine.title(r.item), r.score, r.confidence);
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Engine {
+    catalog: Arc<Catalog>,
+    model: EngineModel,
+    calibration: Option<Calibration>,
+    titles: Option<Vec<String>>,
+}
+
+impl core::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Engine")
+            .field("items", &self.catalog.len())
+            .field("model", &self.model)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Opens an artifact file ([`BackendChoice::Auto`]).
+    #[cfg(feature = "std")]
+    pub fn open(path: impl AsRef<std::path::Path>) -> Result<Engine> {
+        let bytes = std::fs::read(path.as_ref()).map_err(Error::Io)?;
+        Engine::from_bytes(&bytes)
+    }
+
+    /// Opens an artifact from bytes (validated: see [`Bundle::from_bytes`]) with
+    /// [`BackendChoice::Auto`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Engine> {
+        Engine::from_bytes_with(bytes, BackendChoice::Auto)
+    }
+
+    /// Opens an artifact from bytes with the chosen backend.
+    pub fn from_bytes_with(bytes: &[u8], choice: BackendChoice) -> Result<Engine> {
+        Engine::from_bundle_with(Bundle::from_bytes(bytes)?, choice)
+    }
+
+    /// Opens a validated bundle ([`BackendChoice::Auto`]).
+    pub fn from_bundle(bundle: Bundle) -> Result<Engine> {
+        Engine::from_bundle_with(bundle, BackendChoice::Auto)
+    }
+
+    /// Opens a validated bundle with the chosen backend.
+    pub fn from_bundle_with(bundle: Bundle, choice: BackendChoice) -> Result<Engine> {
+        let section = bundle
+            .model
+            .as_ref()
+            .ok_or(Error::Corrupt("the artifact has no model"))?;
+        let catalog = Arc::new(bundle.catalog.clone());
+        let model = EngineModel::open(section, Arc::clone(&catalog), choice)
+            .map_err(|e| Error::Model(Box::new(e)))?;
+        Ok(Engine {
+            catalog,
+            model,
+            calibration: bundle.calibration,
+            titles: bundle.titles,
+        })
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Whether the artifact carries a calibration map for the confidence.
+    pub fn has_calibration(&self) -> bool {
+        self.calibration.is_some()
+    }
+
+    /// Whether the artifact carries item titles.
+    pub fn has_titles(&self) -> bool {
+        self.titles.is_some()
+    }
+
+    /// The model (its contract; a [`SidModel`] of its own).
+    pub fn model(&self) -> &EngineModel {
+        &self.model
+    }
+
+    /// Which backend runs the model.
+    pub fn backend(&self) -> Backend {
+        self.model.backend()
+    }
+
+    /// The item's title, when the artifact has titles.
+    pub fn title(&self, item: ItemId) -> Option<&str> {
+        let titles = self.titles.as_ref()?;
+        titles
+            .get(self.catalog.position(item)?)
+            .map(String::as_str)
+            .filter(|t| !t.is_empty())
+    }
+
+    /// Prepares for requests at this beam width: tract builds concretised plans for that row
+    /// count (faster steps at that size); the native backend needs nothing.
+    pub fn warm(&self, beam: usize) -> Result<()> {
+        match &self.model {
+            #[cfg(feature = "onnx")]
+            EngineModel::Tract(m) => m.warm(&[beam]).map_err(|e| Error::Model(Box::new(e))),
+            #[allow(unreachable_patterns)]
+            _ => {
+                let _ = beam;
+                Ok(())
+            }
+        }
+    }
+
+    fn options(&self, opts: &SearchOptions) -> SearchOptions {
+        SearchOptions {
+            normalization: self.model.normalization(),
+            ..*opts
+        }
+    }
+
+    /// Recommendations for one history (most recent item last).
+    pub fn recommend(&self, history: &[ItemId], opts: &SearchOptions) -> Result<Recommendations> {
+        let mut out = self.recommend_batch(&[history], opts)?;
+        Ok(out.pop().unwrap_or_default())
+    }
+
+    /// Recommendations for many histories in one batched search.
+    pub fn recommend_batch(
+        &self,
+        histories: &[&[ItemId]],
+        opts: &SearchOptions,
+    ) -> Result<Vec<Recommendations>> {
+        let mut search = BeamSearch::new(&self.catalog).with_calibration(self.calibration.as_ref());
+        search.run(&self.model, histories, &self.options(opts))
+    }
+}

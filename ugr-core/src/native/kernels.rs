@@ -1,0 +1,307 @@
+//! The native backend's matrix kernel: `y = x . W^T + b` against weights packed once at load.
+//!
+//! This is the only module of ugr-core with `unsafe` code (the x86-64 AVX2/FMA micro-kernel's
+//! intrinsics). Every other path is safe Rust:
+//!
+//! - [`PackedLinear::new`] re-lays `W` (`[n, k]`, row-major, as checkpoints store a linear
+//!   layer) into panels of [`NR`] output columns, `k`-major, zero-padded: the micro-kernel
+//!   then reads each panel row with two contiguous 8-lane loads;
+//! - [`PackedLinear::apply`] walks `x` in blocks of up to [`MR`] rows and every panel with one
+//!   micro-kernel call, accumulating `MR x NR` outputs in registers (initialised with the
+//!   bias), and stores only the real columns.
+//!
+//! Two micro-kernels compute the same sums in the same order per output (k ascending, one
+//! multiply-add each), so they agree to rounding: `portable` (plain Rust over fixed-size
+//! arrays; what non-x86 targets use, and the reference of the tests) and `avx2` (x86-64 with
+//! AVX2 and FMA, detected at run time with `std`, or enabled at compile time without it or
+//! under Miri). CI runs the kernel tests under Miri twice: once on the portable path, once
+//! with AVX2 and FMA enabled so that Miri checks every pointer access of the intrinsics path. The AVX2 kernel fuses multiply and add, so it differs from the portable
+//! one by rounding only (tests compare with a tolerance).
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+/// Output columns per panel (two 8-lane AVX registers).
+pub const NR: usize = 16;
+/// Rows per micro-kernel call.
+pub const MR: usize = 6;
+
+/// A linear layer's weights packed for the micro-kernel, with its bias.
+#[derive(Clone, Debug)]
+pub struct PackedLinear {
+    /// Input width.
+    k: usize,
+    /// Output width.
+    n: usize,
+    /// `ceil(n / NR)` panels of `k * NR` floats.
+    panels: Vec<f32>,
+    /// `ceil(n / NR) * NR` floats (zeros when the layer has no bias, and past `n`).
+    bias: Vec<f32>,
+}
+
+impl PackedLinear {
+    /// Packs `w` (`[n, k]` row-major) and `bias` (`[n]`, or none).
+    ///
+    /// # Panics
+    /// When the lengths do not match `n` and `k` (callers check shapes first).
+    pub fn new(w: &[f32], bias: Option<&[f32]>, n: usize, k: usize) -> PackedLinear {
+        assert_eq!(w.len(), n * k, "weight length");
+        let np = n.div_ceil(NR);
+        let mut panels = vec![0f32; np * k * NR];
+        for (j, row) in w.chunks_exact(k.max(1)).enumerate().take(n) {
+            let (p, c) = (j / NR, j % NR);
+            let panel = &mut panels[p * k * NR..(p + 1) * k * NR];
+            for (kk, &v) in row.iter().enumerate() {
+                panel[kk * NR + c] = v;
+            }
+        }
+        let mut b = vec![0f32; np * NR];
+        if let Some(bias) = bias {
+            assert_eq!(bias.len(), n, "bias length");
+            b[..n].copy_from_slice(bias);
+        }
+        PackedLinear {
+            k,
+            n,
+            panels,
+            bias: b,
+        }
+    }
+
+    /// Input width.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Output width.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// `y[m, n] = x[m, k] . W^T + b` for `m = x.len() / k` rows (`y` is overwritten).
+    ///
+    /// # Panics
+    /// When `x.len()` is not a multiple of `k` or `y.len() != m * n`.
+    pub fn apply(&self, x: &[f32], y: &mut [f32]) {
+        let k = self.k;
+        assert!(k > 0 && x.len().is_multiple_of(k), "input length");
+        let m = x.len() / k;
+        assert_eq!(y.len(), m * self.n, "output length");
+        let avx = use_avx2();
+        let mut r = 0;
+        while r < m {
+            let rows = (m - r).min(MR);
+            let xs = &x[r * k..(r + rows) * k];
+            for (p, panel) in self.panels.chunks_exact(k * NR).enumerate() {
+                let bias: &[f32; NR] = self.bias[p * NR..(p + 1) * NR].try_into().expect("NR floats");
+                let mut acc = [[0f32; NR]; MR];
+                if avx {
+                    avx2::micro(xs, rows, k, panel, bias, &mut acc);
+                } else {
+                    portable::micro(xs, rows, k, panel, bias, &mut acc);
+                }
+                let c0 = p * NR;
+                let cols = (self.n - c0).min(NR);
+                for (i, a) in acc.iter().enumerate().take(rows) {
+                    y[(r + i) * self.n + c0..][..cols].copy_from_slice(&a[..cols]);
+                }
+            }
+            r += rows;
+        }
+    }
+}
+
+/// Whether the AVX2/FMA micro-kernel runs here: detected at run time with `std`, else (and
+/// under Miri, which cannot run `cpuid`) when the target features are enabled at compile time
+/// (`RUSTFLAGS="-C target-feature=+avx2,+fma"`, as CI's second Miri run does).
+#[inline]
+fn use_avx2() -> bool {
+    #[cfg(all(target_arch = "x86_64", not(miri), feature = "std"))]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(all(target_arch = "x86_64", any(miri, not(feature = "std"))))]
+    {
+        cfg!(all(target_feature = "avx2", target_feature = "fma"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The portable micro-kernel: plain Rust, also the reference of the tests.
+mod portable {
+    use super::{MR, NR};
+
+    /// `acc[i][c] = bias[c] + sum_kk xs[i * k + kk] * panel[kk * NR + c]` for `i < rows`.
+    pub(super) fn micro(
+        xs: &[f32],
+        rows: usize,
+        k: usize,
+        panel: &[f32],
+        bias: &[f32; NR],
+        acc: &mut [[f32; NR]; MR],
+    ) {
+        for (i, a) in acc.iter_mut().enumerate().take(rows) {
+            *a = *bias;
+            let x = &xs[i * k..(i + 1) * k];
+            for (kk, b) in panel.chunks_exact(NR).enumerate() {
+                let xv = x[kk];
+                for c in 0..NR {
+                    a[c] += xv * b[c];
+                }
+            }
+        }
+    }
+}
+
+/// The x86-64 AVX2/FMA micro-kernel (falls back to the portable one elsewhere).
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx2 {
+    use core::arch::x86_64::{
+        __m256, _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_storeu_ps,
+    };
+
+    use super::{MR, NR};
+
+    /// Same contract as `portable::micro`; the caller has checked that AVX2 and FMA exist.
+    pub(super) fn micro(
+        xs: &[f32],
+        rows: usize,
+        k: usize,
+        panel: &[f32],
+        bias: &[f32; NR],
+        acc: &mut [[f32; NR]; MR],
+    ) {
+        assert!((1..=MR).contains(&rows), "rows");
+        assert!(xs.len() >= rows * k, "x block");
+        assert!(panel.len() >= k * NR, "panel");
+        let (x, p) = (xs.as_ptr(), panel.as_ptr());
+        // SAFETY: `apply` calls this only when `use_avx2()` saw AVX2 and FMA on this CPU
+        // (or they are enabled at compile time); `kernel::<R>` reads `R * k` floats of `xs`
+        // and `k * NR` of `panel`, both asserted above, with `R == rows`.
+        unsafe {
+            match rows {
+                1 => kernel::<1>(x, k, p, bias, acc),
+                2 => kernel::<2>(x, k, p, bias, acc),
+                3 => kernel::<3>(x, k, p, bias, acc),
+                4 => kernel::<4>(x, k, p, bias, acc),
+                5 => kernel::<5>(x, k, p, bias, acc),
+                _ => kernel::<6>(x, k, p, bias, acc),
+            }
+        }
+    }
+
+    /// `R` rows (a constant, so the row loop unrolls into `2 R` accumulators in registers).
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn kernel<const R: usize>(
+        xs: *const f32,
+        k: usize,
+        panel: *const f32,
+        bias: &[f32; NR],
+        acc: &mut [[f32; NR]; MR],
+    ) {
+        // SAFETY: `bias` is 16 floats: two 8-lane loads stay inside it.
+        let (b0, b1) = unsafe {
+            (
+                _mm256_loadu_ps(bias.as_ptr()),
+                _mm256_loadu_ps(bias.as_ptr().add(8)),
+            )
+        };
+        let mut c: [[__m256; 2]; R] = [[b0, b1]; R];
+        for kk in 0..k {
+            // SAFETY: `panel` holds `k * NR` floats (asserted by the caller) and
+            // `kk * NR + 16 <= k * NR`.
+            let (w0, w1) = unsafe {
+                let p = panel.add(kk * NR);
+                (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)))
+            };
+            for (i, ci) in c.iter_mut().enumerate() {
+                // SAFETY: `xs` holds `R * k` floats and `i < R`, `kk < k`.
+                let a = unsafe { _mm256_broadcast_ss(&*xs.add(i * k + kk)) };
+                ci[0] = _mm256_fmadd_ps(a, w0, ci[0]);
+                ci[1] = _mm256_fmadd_ps(a, w1, ci[1]);
+            }
+        }
+        for (ci, out) in c.iter().zip(acc.iter_mut()) {
+            // SAFETY: each `out` row is 16 floats: two 8-lane stores stay inside it.
+            unsafe {
+                _mm256_storeu_ps(out.as_mut_ptr(), ci[0]);
+                _mm256_storeu_ps(out.as_mut_ptr().add(8), ci[1]);
+            }
+        }
+    }
+}
+
+/// Where the AVX2 kernel cannot exist, its name points at the portable one.
+#[cfg(not(target_arch = "x86_64"))]
+mod avx2 {
+    pub(super) use super::portable::micro;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(w: &[f32], b: Option<&[f32]>, x: &[f32], n: usize, k: usize) -> Vec<f32> {
+        let m = x.len() / k;
+        let mut y = vec![0f32; m * n];
+        for r in 0..m {
+            for j in 0..n {
+                let mut s = b.map_or(0.0, |b| b[j]);
+                for kk in 0..k {
+                    s += x[r * k + kk] * w[j * k + kk];
+                }
+                y[r * n + j] = s;
+            }
+        }
+        y
+    }
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        (0..n as u32)
+            .map(|i| ((i.wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
+            .collect()
+    }
+
+    #[test]
+    fn packed_linear_matches_the_definition_at_every_edge_size() {
+        // Sizes around the panel (16) and row block (6) edges; small enough for Miri.
+        for &(m, n, k) in &[(1, 1, 1), (5, 17, 3), (6, 16, 8), (7, 33, 5), (13, 15, 9)] {
+            let w = values(n * k, 1);
+            let b = values(n, 2);
+            let x = values(m * k, 3);
+            for bias in [None, Some(b.as_slice())] {
+                let lin = PackedLinear::new(&w, bias, n, k);
+                let mut y = vec![f32::NAN; m * n];
+                lin.apply(&x, &mut y);
+                let want = reference(&w, bias, &x, n, k);
+                for (a, e) in y.iter().zip(&want) {
+                    assert!((a - e).abs() <= 1e-5 * (1.0 + e.abs()), "{m}x{n}x{k}: {a} vs {e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_portable_and_dispatched_kernels_agree() {
+        let (k, rows) = (11, 4);
+        let panel = values(k * NR, 5);
+        let xs = values(rows * k, 6);
+        let bias: [f32; NR] = values(NR, 7).try_into().unwrap();
+        let (mut a, mut b) = ([[0f32; NR]; MR], [[0f32; NR]; MR]);
+        portable::micro(&xs, rows, k, &panel, &bias, &mut a);
+        if use_avx2() {
+            avx2::micro(&xs, rows, k, &panel, &bias, &mut b);
+        } else {
+            portable::micro(&xs, rows, k, &panel, &bias, &mut b);
+        }
+        for (ra, rb) in a.iter().zip(&b).take(rows) {
+            for (x, y) in ra.iter().zip(rb) {
+                assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+            }
+        }
+    }
+}
