@@ -275,10 +275,37 @@ impl core::fmt::Debug for Engine {
 }
 
 impl Engine {
+    /// The largest artifact [`Engine::open`] reads (4 GiB): a bound on what one call may
+    /// allocate, whatever the path holds.
+    pub const MAX_ARTIFACT_BYTES: u64 = 4 << 30;
+
     /// Opens an artifact file ([`BackendChoice::Auto`]).
+    ///
+    /// The path must name a regular file (checked before opening it, so a FIFO cannot block
+    /// the caller and a device such as `/dev/zero` is not read) of at most
+    /// [`MAX_ARTIFACT_BYTES`](Engine::MAX_ARTIFACT_BYTES); anything else is [`Error::Io`]
+    /// (`InvalidInput`).
     #[cfg(feature = "std")]
     pub fn open(path: impl AsRef<std::path::Path>) -> Result<Engine> {
-        let bytes = std::fs::read(path.as_ref()).map_err(Error::Io)?;
+        use std::io::Read;
+        let invalid = |what: &str| Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, what));
+        let path = path.as_ref();
+        let meta = std::fs::metadata(path).map_err(Error::Io)?;
+        if !meta.is_file() {
+            return Err(invalid("not a regular file"));
+        }
+        if meta.len() > Self::MAX_ARTIFACT_BYTES {
+            return Err(invalid("larger than Engine::MAX_ARTIFACT_BYTES"));
+        }
+        let file = std::fs::File::open(path).map_err(Error::Io)?;
+        // The file may grow between the check and the read: read one byte past the limit at most.
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        file.take(Self::MAX_ARTIFACT_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(Error::Io)?;
+        if bytes.len() as u64 > Self::MAX_ARTIFACT_BYTES {
+            return Err(invalid("larger than Engine::MAX_ARTIFACT_BYTES"));
+        }
         Engine::from_bytes(&bytes)
     }
 

@@ -135,8 +135,12 @@ fn search_options(o: &ugr_options) -> Result<SearchOptions, Failure> {
         1 => RankBy::Hybrid,
         r => return Err(Failure::invalid(format!("unknown rank_by {r}"))),
     };
-    if o.min_confidence.is_nan() {
-        return Err(Failure::invalid("`min_confidence` is NaN"));
+    // `contains` is false for NaN too: -1, -inf, 1.5 and NaN are all out of range.
+    if !(0.0..=1.0).contains(&o.min_confidence) {
+        return Err(Failure::invalid(format!(
+            "`min_confidence` {} is outside [0, 1]",
+            o.min_confidence
+        )));
     }
     let opts = SearchOptions {
         beam: o.beam,

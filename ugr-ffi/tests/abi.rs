@@ -306,6 +306,11 @@ fn misuse_gives_status_codes() {
     assert_eq!(bad(&|o| o.rank_by = 2), InvalidArgument);
     assert_eq!(bad(&|o| o.min_confidence = f32::NAN), InvalidArgument);
     assert_eq!(bad(&|o| o.min_confidence = 1.5), InvalidArgument);
+    assert_eq!(bad(&|o| o.min_confidence = -1.0), InvalidArgument);
+    assert_eq!(bad(&|o| o.min_confidence = f32::NEG_INFINITY), InvalidArgument);
+    let mut zero = ugr_options_default();
+    zero.min_confidence = -0.0;
+    assert!(recommend(&h, &history, &zero).is_ok(), "-0.0 is in [0, 1]");
     assert_eq!(bad(&|o| (o.pruning, o.prune_margin) = (1, -1.0)), InvalidArgument);
     assert_eq!(
         bad(&|o| (o.pruning, o.prune_min_margin) = (2, 9.0)),
@@ -440,5 +445,24 @@ fn bad_bundles_never_open() {
         assert!(e.is_null());
         let dir = CString::new(env!("CARGO_MANIFEST_DIR")).unwrap();
         assert_eq!(ugr_engine_open(dir.as_ptr(), &mut e), ugr_status::Io);
+        // A device is not read (it would read until memory runs out), and a FIFO is not
+        // opened (opening it would block until a writer appears): both are IO at once.
+        let zero = CString::new("/dev/zero").unwrap();
+        assert_eq!(ugr_engine_open(zero.as_ptr(), &mut e), ugr_status::Io);
+        assert!(last_error().contains("not a regular file"), "{}", last_error());
+        #[cfg(unix)]
+        {
+            let fifo = std::env::temp_dir().join(format!("ugr-abi-fifo-{}", std::process::id()));
+            let _ = std::fs::remove_file(&fifo);
+            let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+            if made.is_ok_and(|s| s.success()) {
+                let path = CString::new(fifo.to_str().unwrap()).unwrap();
+                assert_eq!(ugr_engine_open(path.as_ptr(), &mut e), ugr_status::Io);
+                let _ = std::fs::remove_file(&fifo);
+            } else {
+                eprintln!("mkfifo is not available: the FIFO case is skipped");
+            }
+        }
+        assert!(e.is_null());
     }
 }
