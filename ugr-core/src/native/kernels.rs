@@ -6,9 +6,9 @@
 //! - [`PackedLinear::new`] re-lays `W` (`[n, k]`, row-major, as checkpoints store a linear
 //!   layer) into panels of [`NR`] output columns, `k`-major, zero-padded: the micro-kernel
 //!   then reads each panel row with two contiguous 8-lane loads;
-//! - [`PackedLinear::apply`] walks `x` in blocks of up to [`MR`] rows and every panel with one
-//!   micro-kernel call, accumulating `MR x NR` outputs in registers (initialised with the
-//!   bias), and stores only the real columns.
+//! - [`PackedLinear::apply`] walks every panel and, for each, `x` in blocks of up to [`MR`]
+//!   rows of near-equal size, one micro-kernel call each, accumulating `rows x NR` outputs
+//!   in registers (initialised with the bias), and stores only the real columns.
 //!
 //! Two micro-kernels compute the same sums in the same order per output (k ascending, one
 //! multiply-add each), so they agree to rounding: `portable` (plain Rust over fixed-size
@@ -88,25 +88,33 @@ impl PackedLinear {
         let m = x.len() / k;
         assert_eq!(y.len(), m * self.n, "output length");
         let avx = use_avx2();
-        let mut r = 0;
-        while r < m {
-            let rows = (m - r).min(MR);
-            let xs = &x[r * k..(r + rows) * k];
-            for (p, panel) in self.panels.chunks_exact(k * NR).enumerate() {
-                let bias: &[f32; NR] = self.bias[p * NR..(p + 1) * NR].try_into().expect("NR floats");
+        // Row blocks of near-equal size (20 rows: 5 + 5 + 5 + 5, not 6 + 6 + 6 + 2: a block
+        // of few rows does few multiply-adds per load). Panels outermost: one panel (k x 16)
+        // stays in L1 while every row block passes over it.
+        let blocks = m.div_ceil(MR).max(1);
+        let (base, extra) = (m / blocks, m % blocks);
+        for (p, panel) in self.panels.chunks_exact(k * NR).enumerate() {
+            let bias: &[f32; NR] = self.bias[p * NR..(p + 1) * NR].try_into().expect("NR floats");
+            let c0 = p * NR;
+            let cols = (self.n - c0).min(NR);
+            let mut r = 0;
+            for b in 0..blocks {
+                let rows = base + usize::from(b < extra);
+                if rows == 0 {
+                    continue;
+                }
+                let xs = &x[r * k..(r + rows) * k];
                 let mut acc = [[0f32; NR]; MR];
                 if avx {
                     avx2::micro(xs, rows, k, panel, bias, &mut acc);
                 } else {
                     portable::micro(xs, rows, k, panel, bias, &mut acc);
                 }
-                let c0 = p * NR;
-                let cols = (self.n - c0).min(NR);
                 for (i, a) in acc.iter().enumerate().take(rows) {
                     y[(r + i) * self.n + c0..][..cols].copy_from_slice(&a[..cols]);
                 }
+                r += rows;
             }
-            r += rows;
         }
     }
 }
