@@ -16,6 +16,7 @@
 pub mod baselines;
 pub mod bench;
 pub mod bench_engine;
+pub mod bench_soak;
 pub mod data;
 pub mod eval;
 pub mod export;

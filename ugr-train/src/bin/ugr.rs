@@ -68,6 +68,9 @@ enum BenchCommand {
     /// threads, model vs search bookkeeping time, FLOPs against the measured peak, and the
     /// pruning curve (margin vs model rows vs NDCG@10).
     Engine(BenchEngineArgs),
+    /// One engine, N threads, many requests: requests/s, resident memory from start to end,
+    /// and answers compared with a single-thread reference.
+    Soak(BenchSoakArgs),
     /// Training and evaluation throughput at the default model size, item vs token history positions.
     Train {
         #[command(flatten)]
@@ -362,6 +365,36 @@ struct BenchEngineArgs {
 }
 
 #[derive(Args)]
+struct BenchSoakArgs {
+    /// Artifact written by `ugr export`.
+    #[arg(long)]
+    model: PathBuf,
+    /// The dataset whose histories are served.
+    #[command(flatten)]
+    data: DataArgs,
+    #[arg(long, value_enum, default_value_t = Split::Test)]
+    split: Split,
+    /// Distinct histories (the requests cycle through them).
+    #[arg(long, default_value_t = 2000)]
+    histories: usize,
+    /// Requests served in all.
+    #[arg(long, default_value_t = 100_000)]
+    requests: usize,
+    /// Threads sharing the engine.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    #[arg(long, default_value_t = 20)]
+    beam: usize,
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+    backend: BackendArg,
+    /// Write the report (with every RSS sample) as JSON here too.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Args)]
 struct QuickstartArgs {
     /// Dataset: `builtin:synthetic` (generated here) or any `--data` that `ugr train sft` reads.
     #[arg(long, default_value = data::synthetic::BUILTIN)]
@@ -552,6 +585,7 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Sid(SidCommand::Stats { index }) => sid_stats(&index),
         Command::Sid(SidCommand::Build(args)) => sid_build(&args),
         Command::Bench(BenchCommand::Engine(a)) => bench_engine(&a),
+        Command::Bench(BenchCommand::Soak(a)) => bench_soak(&a),
         Command::Bench(BenchCommand::Train {
             data,
             steps,
@@ -1277,6 +1311,69 @@ fn bench_engine(a: &BenchEngineArgs) -> Result<()> {
     if let Some(path) = &a.json {
         let json = serde_json::json!({ "latency": rows, "pruning": curve, "peak_gflops": peak });
         std::fs::write(path, serde_json::to_string_pretty(&json)?)?;
+    }
+    Ok(())
+}
+
+fn bench_soak(a: &BenchSoakArgs) -> Result<()> {
+    let bytes = std::fs::read(&a.model).with_context(|| format!("reading {}", a.model.display()))?;
+    let engine = ugr_core::Engine::from_bytes_with(&bytes, a.backend.into())?;
+    let ds = data::load(&a.data.data, &a.data.load_options())?;
+    anyhow::ensure!(
+        engine.catalog() == &ds.catalog,
+        "{} was exported with another catalog",
+        a.model.display()
+    );
+    let max_history = engine.model().contract().max_history as usize;
+    let all = ds.examples(a.split, max_history);
+    let rows = ugr_train::train::sample_rows(&all, a.histories, 7);
+    let histories: Vec<&[ugr_core::ItemId]> = rows.iter().map(|e| e.history.as_slice()).collect();
+    let opts = ugr_core::SearchOptions {
+        beam: a.beam,
+        top_k: a.k,
+        ..ugr_core::SearchOptions::default()
+    };
+    let r = ugr_train::bench_soak::soak(&engine, &histories, &opts, a.threads, a.requests)?;
+    println!(
+        "ugr bench soak: {} ({}), {} distinct {:?} histories, beam {}, top-{}",
+        a.model.display(),
+        r.backend,
+        histories.len(),
+        a.split,
+        a.beam,
+        a.k
+    );
+    println!(
+        "{:>7} {:>9} {:>9} {:>9} {:>12} {:>12} {:>12} {:>12} {:>10}",
+        "threads",
+        "requests",
+        "seconds",
+        "req/s",
+        "RSS start MB",
+        "RSS warm MB",
+        "RSS peak MB",
+        "RSS end MB",
+        "mismatches"
+    );
+    println!(
+        "{:>7} {:>9} {:>9.1} {:>9.1} {:>12.1} {:>12.1} {:>12.1} {:>12.1} {:>10}",
+        r.threads,
+        r.requests,
+        r.seconds,
+        r.requests_per_s,
+        r.rss_start_mb,
+        r.rss_warm_mb,
+        r.rss_peak_mb,
+        r.rss_end_mb,
+        r.mismatches
+    );
+    println!(
+        "RSS growth after warm-up: {:+.1} MB over {} requests",
+        r.rss_end_mb - r.rss_warm_mb,
+        r.requests
+    );
+    if let Some(path) = &a.json {
+        std::fs::write(path, serde_json::to_string_pretty(&r)?)?;
     }
     Ok(())
 }
