@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Packages libugr (dev profile by default, to reuse the test build), then builds and runs the C
-# and C++ tests (tests/ffi, ASan + LSan + UBSan) and the C++ example (examples/cpp, linked both
-# shared and static). Needs cmake and g++ (`.ci/run` installs cmake).
+# and C++ tests (tests/ffi, ASan + LSan + UBSan, and once more under valgrind memcheck) and the
+# C++ example (examples/cpp, linked both shared and static, also under valgrind). Needs cmake
+# and g++ (`.ci/run` installs cmake) and valgrind (`.ci/run` installs it).
 # Usage: bash tests/ffi/run.sh [--profile dev|release] [--prebuilt]
 #   --prebuilt: test the libugr that `cargo test --workspace` just built (CI), see package.sh.
 set -euo pipefail
@@ -29,6 +30,11 @@ for link in shared static; do
   cmake -S examples/cpp -B "$build/example-$link" -DCMAKE_PREFIX_PATH="$PWD/$prefix" -DUGR_STATIC=$flag > /dev/null
   cmake --build "$build/example-$link" -j 2
   printf '1 2 3\n\n5 4000000000\n7 8\n' | "$build/example-$link/ugr_example" tests/data/tiny-model.ugr --k 3
+  # The example under valgrind memcheck too (errors and definite leaks fail the run).
+  if command -v valgrind > /dev/null; then
+    printf '1 2 3\n7 8\n' | valgrind -q --error-exitcode=1 --leak-check=full \
+      --errors-for-leak-kinds=definite,indirect "$build/example-$link/ugr_example" tests/data/tiny-model.ugr --k 3 > /dev/null
+  fi
   # A static link with an executable-stack request would show RWE here.
   if readelf -lW "$build/example-$link/ugr_example" | grep GNU_STACK | grep -q RWE; then
     echo "ugr_example ($link) asks for an executable stack" >&2
