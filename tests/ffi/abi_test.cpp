@@ -1,5 +1,6 @@
 // libugr's C ABI under AddressSanitizer + LeakSanitizer + UBSan: every misuse case gives its
-// status code (no crash, no leak), and 8 threads x 1000 requests equal the single-thread results.
+// status code (no crash, no leak), and 8 threads x 1000 requests (UGR_ABI_REQUESTS) equal the
+// single-thread results.
 #include "ugr.h"
 
 #include <cmath>
@@ -266,7 +267,16 @@ static void batches(const ugr_engine* engine, const std::vector<std::vector<uint
     CHECK_STATUS(ugr_recommend_batch(engine, nullptr, nullptr, 0, nullptr, nullptr, 0, nullptr), UGR_STATUS_OK);
 }
 
+// Requests per thread: 1000, or UGR_ABI_REQUESTS (the valgrind run uses fewer: memcheck
+// serialises the threads and runs some 50x slower).
+static int requests_per_thread() {
+    const char* env = std::getenv("UGR_ABI_REQUESTS");
+    const int n = env != nullptr ? std::atoi(env) : 0;
+    return n > 0 ? n : 1000;
+}
+
 static void threads(const ugr_engine* engine, const std::vector<std::vector<uint32_t>>& hs) {
+    const int requests = requests_per_thread();
     const ugr_options o = ugr_options_default();
     std::vector<Recs> want;
     for (const auto& h : hs) {
@@ -276,7 +286,7 @@ static void threads(const ugr_engine* engine, const std::vector<std::vector<uint
     std::vector<std::thread> pool;
     for (int t = 0; t < 8; ++t) {
         pool.emplace_back([&, t] {
-            for (int i = 0; i < 1000; ++i) {
+            for (int i = 0; i < requests; ++i) {
                 const size_t u = static_cast<size_t>(i * 7 + t) % hs.size();
                 if (!same(recommend(engine, hs[u], o), want[u])) {
                     ++mismatches[static_cast<size_t>(t)];
