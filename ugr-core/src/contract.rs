@@ -8,6 +8,8 @@ use alloc::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
+use crate::Catalog;
+
 /// The `format` value of this contract.
 pub const CONTRACT_FORMAT: &str = "ugr-onnx-1";
 
@@ -61,4 +63,38 @@ pub struct ModelContract {
     /// ([`ItemFusion::Model`](crate::ItemFusion::Model) uses it); `None`: generative ranking.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub item_weight: Option<f32>,
+}
+
+impl ModelContract {
+    /// The checks every backend makes before it runs a model for `catalog`: the format, the
+    /// codebooks, the head sizes, the SID embeddings and item head against the catalog's
+    /// SIDs, and the fusion weight. The error says what does not fit.
+    pub fn check(&self, catalog: &Catalog) -> Result<(), &'static str> {
+        if self.format != CONTRACT_FORMAT {
+            return Err("unknown contract format");
+        }
+        if self.codebooks != catalog.vocab().codebook_sizes() {
+            return Err("codebooks differ from the catalog's");
+        }
+        if self.heads == 0
+            || self.d_model == 0
+            || !self.d_model.is_multiple_of(self.heads)
+            || self.head_layers == 0
+        {
+            return Err("bad head sizes");
+        }
+        if self.sid_embeddings as usize > catalog.sid_count() + 1 {
+            return Err("more SID embeddings than catalog SIDs");
+        }
+        if self.item_head && self.sid_embeddings as usize != catalog.sid_count() + 1 {
+            return Err("an item head needs one SID embedding per catalog SID (+1)");
+        }
+        if self
+            .item_weight
+            .is_some_and(|w| !(w.is_finite() && w >= 0.0 && self.item_head))
+        {
+            return Err("the item weight must be finite, >= 0, and needs an item head");
+        }
+        Ok(())
+    }
 }

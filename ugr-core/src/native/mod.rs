@@ -35,7 +35,7 @@ use core::ops::Range;
 
 use self::kernels::PackedLinear;
 pub use self::weights::{WEIGHTS_BLOB, WEIGHTS_FORMAT, WeightFile, WeightTensor, WeightType};
-use crate::contract::{CONTRACT_FORMAT, HistoryPositions, ModelContract};
+use crate::contract::{HistoryPositions, ModelContract};
 use crate::{Catalog, ModelSection, Normalization, Sid, SidModel, Special, Step};
 
 /// Why the native backend cannot load or run a model.
@@ -246,21 +246,10 @@ impl Loader<'_> {
     }
 }
 
-/// Checks the contract against the catalog (the same rules as every backend).
+/// The contract checks of every backend, then what this backend also needs: the recorded
+/// encoder depth and feed-forward width, sizes an export can have, a known normalisation.
 fn check_contract(contract: &ModelContract, catalog: &Catalog) -> Result<(), NativeError> {
-    if contract.format != CONTRACT_FORMAT {
-        return Err(NativeError::Contract("unknown contract format"));
-    }
-    if contract.codebooks != catalog.vocab().codebook_sizes() {
-        return Err(NativeError::Contract("codebooks differ from the catalog's"));
-    }
-    if contract.heads == 0
-        || contract.d_model == 0
-        || !contract.d_model.is_multiple_of(contract.heads)
-        || contract.head_layers == 0
-    {
-        return Err(NativeError::Contract("bad head sizes"));
-    }
+    contract.check(catalog).map_err(NativeError::Contract)?;
     if contract.encoder_layers == 0 || contract.d_ff == 0 {
         return Err(NativeError::Contract(
             "the contract does not record the encoder layers and feed-forward width",
@@ -268,22 +257,6 @@ fn check_contract(contract: &ModelContract, catalog: &Catalog) -> Result<(), Nat
     }
     if contract.d_model > 1 << 14 || contract.d_ff > 1 << 16 || contract.max_history > 1 << 16 {
         return Err(NativeError::Contract("sizes beyond what an exported model uses"));
-    }
-    if contract.sid_embeddings as usize > catalog.sid_count() + 1 {
-        return Err(NativeError::Contract("more SID embeddings than catalog SIDs"));
-    }
-    if contract.item_head && contract.sid_embeddings as usize != catalog.sid_count() + 1 {
-        return Err(NativeError::Contract(
-            "an item head needs one SID embedding per catalog SID (+1)",
-        ));
-    }
-    if contract
-        .item_weight
-        .is_some_and(|w| !(w.is_finite() && w >= 0.0 && contract.item_head))
-    {
-        return Err(NativeError::Contract(
-            "the item weight must be finite, >= 0, and needs an item head",
-        ));
     }
     if contract.normalization != "level" && contract.normalization != "trie" {
         return Err(NativeError::Contract("unknown normalisation"));

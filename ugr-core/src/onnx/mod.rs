@@ -37,7 +37,7 @@ use std::vec::Vec;
 
 use tract_onnx::prelude::*;
 
-use crate::contract::{CONTRACT_FORMAT, ModelContract};
+use crate::contract::ModelContract;
 use crate::{Catalog, ModelSection, Normalization, Sid, SidModel, Step};
 
 /// Why the backend could not load or run a model.
@@ -205,34 +205,7 @@ impl TractModel {
     pub fn new(section: &ModelSection, catalog: Arc<Catalog>) -> Result<TractModel, OnnxError> {
         let contract: ModelContract = serde_json::from_str(&section.config_json)
             .map_err(|_| OnnxError::Contract("config is not a model contract"))?;
-        if contract.format != CONTRACT_FORMAT {
-            return Err(OnnxError::Contract("unknown contract format"));
-        }
-        if contract.codebooks != catalog.vocab().codebook_sizes() {
-            return Err(OnnxError::Contract("codebooks differ from the catalog's"));
-        }
-        if contract.heads == 0
-            || !contract.d_model.is_multiple_of(contract.heads)
-            || contract.head_layers == 0
-        {
-            return Err(OnnxError::Contract("bad head sizes"));
-        }
-        if contract.sid_embeddings as usize > catalog.sid_count() + 1 {
-            return Err(OnnxError::Contract("more SID embeddings than catalog SIDs"));
-        }
-        if contract.item_head && contract.sid_embeddings as usize != catalog.sid_count() + 1 {
-            return Err(OnnxError::Contract(
-                "an item head needs one SID embedding per catalog SID (+1)",
-            ));
-        }
-        if contract
-            .item_weight
-            .is_some_and(|w| !(w.is_finite() && w >= 0.0 && contract.item_head))
-        {
-            return Err(OnnxError::Contract(
-                "the item weight must be finite, >= 0, and needs an item head",
-            ));
-        }
+        contract.check(&catalog).map_err(OnnxError::Contract)?;
         let graph = |name: &str| -> Result<Graph, OnnxError> {
             let blob = section
                 .graphs
