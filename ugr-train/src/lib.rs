@@ -2,7 +2,7 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`data`] | readers of the public formats and of users' logs; the synthetic dataset |
+//! | [`data`] | the `ugr-data` crate re-exported: readers of the public formats and of users' logs; the synthetic dataset |
 //! | [`model`] | the SID transformer in candle; its [`ugr_core::SidModel`] implementation |
 //! | [`train`] | SFT (batches, AdamW, schedule, early stopping, checkpoints, run directories) and the UGR RL stage |
 //! | [`eval`] | evaluation with ugr-core's beam search and metrics; confidence quality (ECE, AUROC, risk-coverage) |
@@ -17,7 +17,6 @@ pub mod baselines;
 pub mod bench;
 pub mod bench_engine;
 pub mod bench_soak;
-pub mod data;
 pub mod eval;
 pub mod export;
 pub mod model;
@@ -26,6 +25,8 @@ pub mod ort_backend;
 pub mod plot;
 pub mod sid;
 pub mod train;
+
+pub use ugr_data as data;
 
 static THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 

@@ -1,5 +1,10 @@
-//! Readers of the public benchmark formats (see `../shared/data/README.md`) and of users'
-//! own interaction logs, all producing one [`Dataset`].
+//! ugr's data readers: the public benchmark formats (see `../shared/data/README.md`) and
+//! users' own interaction logs, all producing one [`Dataset`]; SID indexes ([`index`]) and
+//! item embeddings ([`embeddings`]). The trainer re-exports this crate as `ugr_train::data`.
+//!
+//! Every reader turns malformed input into a typed error naming the file and the line
+//! ([`DataError`], [`index::IndexError`], [`embeddings::EmbeddingError`]); none panics
+//! (`fuzz/` runs them on arbitrary bytes).
 //!
 //! | format | files | split |
 //! |---|---|---|
@@ -15,6 +20,7 @@
 //! history is already truncated to the last `max_history` items.
 
 pub mod amazon23;
+pub mod embeddings;
 pub mod index;
 pub mod interactions;
 pub mod letter;
@@ -59,7 +65,8 @@ impl TrainSequence {
 }
 
 /// Which split to read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Split {
     /// Training sequences.
     Train,
@@ -70,9 +77,8 @@ pub enum Split {
 }
 
 /// How a plain interactions CSV is split.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum SplitProtocol {
     /// Per user: test = last item, valid = second last, train = the rest.
     #[default]
