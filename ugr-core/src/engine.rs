@@ -287,6 +287,12 @@ impl Engine {
     /// (`InvalidInput`).
     #[cfg(feature = "std")]
     pub fn open(path: impl AsRef<std::path::Path>) -> Result<Engine> {
+        Engine::open_with(path, BackendChoice::Auto)
+    }
+
+    /// Opens an artifact file (checked as [`open`](Engine::open) does) with the chosen backend.
+    #[cfg(feature = "std")]
+    pub fn open_with(path: impl AsRef<std::path::Path>, choice: BackendChoice) -> Result<Engine> {
         use std::io::Read;
         let invalid = |what: &str| Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, what));
         let path = path.as_ref();
@@ -306,7 +312,7 @@ impl Engine {
         if bytes.len() as u64 > Self::MAX_ARTIFACT_BYTES {
             return Err(invalid("larger than Engine::MAX_ARTIFACT_BYTES"));
         }
-        Engine::from_bytes(&bytes)
+        Engine::from_bytes_with(&bytes, choice)
     }
 
     /// Opens an artifact from bytes (validated: see [`Bundle::from_bytes`]) with

@@ -21,7 +21,11 @@ struct Row {
     target: ItemId,
 }
 
-fn read_rows(path: &Path, index: &SidIndex, unknown: &mut UnknownItems) -> Result<Vec<Row>, DataError> {
+fn read_rows(
+    path: &Path,
+    is_known: impl Fn(ItemId) -> bool,
+    unknown: &mut UnknownItems,
+) -> Result<Vec<Row>, DataError> {
     let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
     let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -52,14 +56,14 @@ fn read_rows(path: &Path, index: &SidIndex, unknown: &mut UnknownItems) -> Resul
         let mut known = true;
         for tok in fields[1].split_whitespace() {
             let item = parse(tok)?;
-            if index.sids.contains_key(&item) {
+            if is_known(item) {
                 history.push(item);
             } else {
                 unknown.note(tok);
             }
         }
         let target = parse(fields[2].trim())?;
-        if !index.sids.contains_key(&target) {
+        if !is_known(target) {
             unknown.note(fields[2].trim());
             known = false;
         }
@@ -84,7 +88,11 @@ pub fn read(dir: &Path, name: &str, opts: &LoadOptions) -> Result<Dataset, DataE
     let mut unknown = UnknownItems::new();
     let mut users: BTreeMap<String, u32> = BTreeMap::new();
     let mut split = |part: &str| -> Result<Vec<Row>, DataError> {
-        read_rows(&dir.join(format!("{name}.{part}.inter")), &index, &mut unknown)
+        read_rows(
+            &dir.join(format!("{name}.{part}.inter")),
+            |i| index.sids.contains_key(&i),
+            &mut unknown,
+        )
     };
     let train_rows = split("train")?;
     let valid_rows = split("valid")?;
@@ -164,4 +172,22 @@ pub(crate) fn read_titles(path: &Path) -> BTreeMap<ItemId, String> {
     raw.into_iter()
         .filter_map(|(k, v)| Some((ItemId::new(k.parse().ok()?), v.title)))
         .collect()
+}
+
+/// The users' item sequences of the train split (`<name>.train.inter`), without an index:
+/// per user, the longest `history + target` of its rows. The valid and test files are not
+/// read, so no evaluation target reaches what `ugr sid build --interactions` learns from.
+pub(crate) fn train_sequences(dir: &Path, name: &str) -> Result<Vec<Vec<ItemId>>, DataError> {
+    let mut unknown = UnknownItems::new();
+    let rows = read_rows(&dir.join(format!("{name}.train.inter")), |_| true, &mut unknown)?;
+    let mut longest: BTreeMap<String, Vec<ItemId>> = BTreeMap::new();
+    for row in rows {
+        let mut seq = row.history;
+        seq.push(row.target);
+        let slot = longest.entry(row.user).or_default();
+        if seq.len() > slot.len() {
+            *slot = seq;
+        }
+    }
+    Ok(longest.into_values().collect())
 }

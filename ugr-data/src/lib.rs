@@ -302,7 +302,8 @@ fn dir_names(path: &Path) -> Result<Vec<String>, DataError> {
 }
 
 /// The raw per-user chronological item sequences of a dataset, without any SID index:
-/// a LETTER directory (`<Name>.inter.json`) or an interactions CSV (`user,item,timestamp`).
+/// a LETTER directory (`<Name>.inter.json`), an Amazon-2023 directory (its train split only)
+/// or an interactions CSV (`user,item,timestamp`).
 /// What `ugr sid build --interactions` learns item embeddings from.
 pub fn raw_sequences(path: &Path) -> Result<Vec<Vec<ItemId>>, DataError> {
     let mut unknown = UnknownItems::new();
@@ -317,12 +318,22 @@ pub fn raw_sequences(path: &Path) -> Result<Vec<Vec<ItemId>>, DataError> {
     if let Some(n) = names.iter().find(|n| n.ends_with(".inter.json")) {
         return letter::read_sequences(&path.join(n), |_| true, &mut unknown);
     }
+    if let Some(n) = names.iter().find(|n| n.ends_with(".train.inter")) {
+        return amazon23::train_sequences(path, n.trim_end_matches(".train.inter"));
+    }
+    if names.iter().any(|n| n == "index") && names.iter().any(|n| n == "test") {
+        return Err(DataError::Format {
+            path: path.to_owned(),
+            reason: "a MiniOneRec directory holds only evaluation rows, no training interactions to learn SIDs from"
+                .into(),
+        });
+    }
     if let Some(n) = names.iter().find(|n| n.ends_with(".csv")) {
         return raw_sequences(&path.join(n));
     }
     Err(DataError::Format {
         path: path.to_owned(),
-        reason: "no <Name>.inter.json or user,item,timestamp CSV found".into(),
+        reason: "no <Name>.inter.json, <Name>.train.inter or user,item,timestamp CSV found".into(),
     })
 }
 

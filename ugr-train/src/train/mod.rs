@@ -127,9 +127,16 @@ impl Default for SftArgs {
     }
 }
 
+/// The run-directory format this build writes; [`read_run_info`] refuses newer ones.
+pub const RUN_FORMAT: u32 = 1;
+
 /// `run.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunInfo {
+    /// The run-directory format ([`RUN_FORMAT`]); 0 = written before the field existed (read
+    /// as format 1).
+    #[serde(default)]
+    pub format: u32,
     /// Training arguments.
     pub sft: SftArgs,
     /// Model configuration.
@@ -200,16 +207,40 @@ pub fn new_model(cfg: &ModelConfig, seed: u64, device: &Device) -> Result<(SidTr
 
 /// Loads `run.json` and the weights `file` (e.g. `model.safetensors`) of a run directory.
 pub fn load_run(dir: &Path, file: &str, device: &Device) -> Result<LoadedRun> {
-    let info: RunInfo = read_json(&dir.join("run.json"))?;
+    let info = read_run_info(dir)?;
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
     let model = SidTransformer::new(&info.model, &vb)?;
     let mut varmap = varmap;
     let weights = dir.join(file);
-    varmap
-        .load(&weights)
-        .with_context(|| format!("loading weights {}", weights.display()))?;
+    varmap.load(&weights).with_context(|| {
+        format!(
+            "{}: expected the safetensors weights that `ugr train` wrote for this run's model",
+            weights.display()
+        )
+    })?;
     Ok(LoadedRun { info, model, varmap })
+}
+
+/// Reads `<dir>/run.json`: a typed error when it is missing, malformed or from a newer
+/// run format.
+pub fn read_run_info(dir: &Path) -> Result<RunInfo> {
+    let path = dir.join("run.json");
+    anyhow::ensure!(
+        dir.is_dir(),
+        "{}: expected a run directory (from `ugr train sft` or `ugr train rl`)",
+        dir.display()
+    );
+    let info: RunInfo = read_json(&path).with_context(|| {
+        format!("expected a run.json of run format {RUN_FORMAT} (a run directory from another ugr version?)")
+    })?;
+    anyhow::ensure!(
+        info.format <= RUN_FORMAT,
+        "{}: run format {} is newer than this ugr reads ({RUN_FORMAT}); use the ugr that wrote it",
+        path.display(),
+        info.format
+    );
+    Ok(info)
 }
 
 /// Reads a JSON file.
@@ -450,6 +481,7 @@ pub fn train_sft(args: &SftArgs, cfg: &ModelConfig, out: &Path, resume: bool) ->
         write_json(
             &out.join("run.json"),
             &RunInfo {
+                format: RUN_FORMAT,
                 sft: args.clone(),
                 model: cfg.clone(),
                 rl: None,

@@ -62,7 +62,7 @@ use ugr_core::{BeamSearch, Catalog, SearchOptions, Sid};
 
 use super::grpo::{self, ConfidenceWeights, Reward};
 use super::optim::{AdamW, AdamWParams};
-use super::{DeviceKind, RunInfo, named_vars, read_json, sample_rows, write_json};
+use super::{DeviceKind, RunInfo, named_vars, read_run_info, sample_rows, write_json};
 use crate::data::{self, Dataset, Example};
 use crate::eval::{self, confidence::ConfidenceCollector};
 use crate::model::{CandleModel, ModelConfig, SidTransformer};
@@ -354,7 +354,7 @@ struct Accum {
 /// Runs the RL stage; writes the run directory `out`.
 pub fn train_rl(args: &RlArgs, out: &Path) -> Result<RlSummary> {
     let device = args.device.device()?;
-    let sft: RunInfo = read_json(&args.from.join("run.json"))?;
+    let sft: RunInfo = read_run_info(&args.from)?;
     if sft.model.confidence {
         bail!(
             "{} already has confidence tokens (an RL run): start from an SFT run",
@@ -386,6 +386,7 @@ pub fn train_rl(args: &RlArgs, out: &Path) -> Result<RlSummary> {
     }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let info = RunInfo {
+        format: super::RUN_FORMAT,
         sft: sft.sft.clone(),
         model: cfg.clone(),
         rl: Some(args.clone()),

@@ -46,6 +46,7 @@ fn run(
     }
     LoadedRun {
         info: RunInfo {
+            format: ugr_train::train::RUN_FORMAT,
             sft: SftArgs::default(),
             model: cfg,
             rl: None,

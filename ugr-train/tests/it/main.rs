@@ -3,10 +3,10 @@
 //! (CI once ran out of disk linking eight of them). Each module is one former test file.
 
 mod baselines;
+mod cli;
 mod common;
 mod export_parity;
 mod model;
-mod readers;
 mod rl;
 mod sft_smoke;
 mod shards;

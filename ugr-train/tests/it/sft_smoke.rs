@@ -77,6 +77,7 @@ fn sft_learns_and_resumes() {
     train::write_json(
         &dir.path().join("run.json"),
         &train::RunInfo {
+            format: train::RUN_FORMAT,
             sft: more,
             model: cfg,
             rl: None,

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use ugr_core::ItemId;
-use ugr_train::data::{self, DataError, LoadOptions, Split, SplitProtocol};
+use ugr_data::{self as data, DataError, LoadOptions, Split, SplitProtocol};
 
 const INDEX: &str = r#"{"0": ["<a_0>", "<b_1>"], "1": ["<a_0>", "<b_2>"], "2": ["<a_1>", "<b_0>"], "3": ["<a_1>", "<b_0>"], "4": ["<a_2>", "<b_3>"]}"#;
 
@@ -101,6 +101,38 @@ fn amazon23_rows_merge_into_sequences() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("line 2: expected an item id, found \"z\""), "{e}");
+}
+
+/// What `ugr sid build --interactions` reads: every format with training interactions.
+#[test]
+fn raw_sequences_of_every_training_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let header = "user_id:token\titem_id_list:token_seq\titem_id:token\n";
+    let a23 = dir.path().join("a23");
+    write(
+        &a23,
+        "S.train.inter",
+        &format!("{header}u1\t0\t1\nu1\t0 1\t2\nu2\t3\t4\n"),
+    );
+    write(&a23, "S.test.inter", &format!("{header}u1\t0 1 2\t9\n"));
+    let mut seqs = data::raw_sequences(&a23).unwrap();
+    seqs.sort();
+    // The train split only: the test target 9 never appears.
+    assert_eq!(seqs, vec![ids(&[0, 1, 2]), ids(&[3, 4])]);
+    let letter = dir.path().join("letter");
+    write(&letter, "T.inter.json", r#"{"0": [0, 1, 2], "1": [4, 3]}"#);
+    assert_eq!(
+        data::raw_sequences(&letter).unwrap(),
+        vec![ids(&[0, 1, 2]), ids(&[4, 3])]
+    );
+    let csv = dir.path().join("log.csv");
+    std::fs::write(&csv, "user,item,timestamp\nu,5,2\nu,6,1\n").unwrap();
+    assert_eq!(data::raw_sequences(&csv).unwrap(), vec![ids(&[6, 5])]);
+    let mini = dir.path().join("mini");
+    write(&mini, "index/M.index.json", INDEX);
+    write(&mini, "test/m.csv", "user_id\n");
+    let e = data::raw_sequences(&mini).unwrap_err().to_string();
+    assert!(e.contains("only evaluation rows"), "{e}");
 }
 
 #[test]

@@ -1,0 +1,283 @@
+//! `ugr eval`: a run on a split next to the baselines, the exported engine and its parity, confidence quality.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use ugr_train::baselines::Baselines;
+use ugr_train::data::{self, Split};
+use ugr_train::eval::confidence::ConfidenceCollector;
+use ugr_train::eval::{self, MetricTable};
+use ugr_train::train::{self, DeviceKind};
+
+#[derive(Args)]
+pub(crate) struct EvalArgs {
+    /// Run directory.
+    #[arg(long)]
+    pub(crate) run: PathBuf,
+    #[arg(long, value_enum, default_value_t = Split::Test)]
+    pub(crate) split: Split,
+    #[arg(long, default_value_t = 20)]
+    pub(crate) beam: usize,
+    /// Requests per search call.
+    #[arg(long, default_value_t = 256)]
+    pub(crate) batch: usize,
+    /// Evaluate only the first N rows.
+    #[arg(long)]
+    pub(crate) rows: Option<usize>,
+    /// Evaluate on another dataset than the run's (same SID index).
+    #[arg(long)]
+    pub(crate) data: Option<PathBuf>,
+    /// Weights file inside the run.
+    #[arg(long, default_value = "model.safetensors")]
+    pub(crate) weights: String,
+    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
+    pub(crate) device: DeviceKind,
+    /// Also evaluate this exported artifact (its engine backend) on the same rows and compare its
+    /// top-10 with the run's, row by row.
+    #[arg(long)]
+    pub(crate) engine: Option<PathBuf>,
+    /// Never recommend an item of the user's history, in the model, the engine and the
+    /// baselines alike (the serving option of the same name). Off by default: the
+    /// published LOO figures do not exclude; on Beauty and Instruments no test target
+    /// repeats a history item, so excluding only frees slots.
+    #[arg(long)]
+    pub(crate) exclude_history: bool,
+    /// Item-fusion weight (default: the run's fitted `fusion.json`; 0 ranks by the generative
+    /// score over the fused candidates). The generative-only figure is printed beside it.
+    #[arg(long)]
+    pub(crate) item_weight: Option<f32>,
+}
+
+pub(crate) fn split_name(split: Split) -> &'static str {
+    match split {
+        Split::Train => "train",
+        Split::Valid => "valid",
+        Split::Test => "test",
+    }
+}
+
+pub(crate) fn run(a: &EvalArgs) -> Result<()> {
+    let device = a.device.device()?;
+    let run = train::load_run(&a.run, &a.weights, &device)?;
+    let data_path = a.data.clone().unwrap_or_else(|| run.info.sft.data.clone());
+    let ds = data::load(&data_path, &run.info.sft.load)
+        .with_context(|| format!("loading {}", data_path.display()))?;
+    eprint!("{}", ds.summary());
+    let mut rows = ds.examples(a.split, run.info.model.max_history);
+    if let Some(n) = a.rows {
+        rows.truncate(n);
+    }
+    let pb = indicatif::ProgressBar::new(rows.len() as u64);
+    let fusion = eval::fusion::read(&a.run)?;
+    let item_weight = a.item_weight.or(fusion.as_ref().map(|f| f.weight));
+    let decoder = ugr_train::model::CandleModel::new(&run.model, &ds.catalog).with_item_weight(item_weight);
+    // Learned confidence when the model has it (the search skips it otherwise).
+    let opts = ugr_core::SearchOptions {
+        learned_confidence: true,
+        exclude_history: a.exclude_history,
+        ..eval::eval_options(a.beam, run.info.model.normalization())
+    };
+    let calibration = ugr_train::export::run_calibration(&a.run)?;
+    let keep = a.engine.is_some();
+    let mut lists: Vec<eval::Ranked> = Vec::new();
+    let mut collector = ConfidenceCollector::default();
+    let result = eval::search_rows(
+        &decoder,
+        &ds.catalog,
+        calibration.as_ref(),
+        &rows,
+        &opts,
+        a.batch,
+        |n| pb.set_position(n as u64),
+        |e, r| {
+            collector.add(e, r);
+            if keep {
+                lists.push(r.items.iter().map(|x| (x.item, x.score)).collect());
+            }
+        },
+    )?;
+    pb.finish_and_clear();
+    let fused = run.model.has_item_head() && item_weight.is_some();
+    // The generative-only search on the same rows, and its confidence, beside the fused one.
+    let mut generative_collector = ConfidenceCollector::default();
+    let generative = if fused {
+        let opts = ugr_core::SearchOptions {
+            item_fusion: ugr_core::ItemFusion::Off,
+            ..opts
+        };
+        Some(eval::search_rows(
+            &decoder,
+            &ds.catalog,
+            calibration.as_ref(),
+            &rows,
+            &opts,
+            a.batch,
+            |_| {},
+            |e, r| generative_collector.add(e, r),
+        )?)
+    } else {
+        None
+    };
+    let confidence = collector.report(calibration.is_some(), opts.beta);
+    let (engine, engine_lines) = match &a.engine {
+        Some(path) => {
+            let (json, lines) = eval_engine(path, &ds, &rows, a, &lists)?;
+            (Some(json), lines)
+        }
+        None => (None, Vec::new()),
+    };
+    let baselines = Baselines::fit(&ds.catalog, &ds.train);
+    let (pop, trans) = baselines.evaluate(&rows, a.exclude_history);
+    let (pop, trans) = (MetricTable::of(&pop), MetricTable::of(&trans));
+    println!(
+        "{} {:?} split: {} rows, beam {}{}",
+        ds.name,
+        a.split,
+        rows.len(),
+        a.beam,
+        if a.exclude_history {
+            ", history items excluded"
+        } else {
+            ""
+        }
+    );
+    println!("{}", MetricTable::header());
+    if let (Some(g), Some(w)) = (&generative, item_weight) {
+        println!("{}", result.item.row(&format!("model, fused w={w} (hit = item)")));
+        println!("{}", result.sid.row(&format!("model, fused w={w} (hit = SID)")));
+        println!("{}", g.item.row("model, generative only (item)"));
+    } else {
+        println!("{}", result.item.row("model (hit = target item)"));
+        println!("{}", result.sid.row("model (hit = target SID)"));
+    }
+    println!("{}", trans.row("last-item transitions (floor)"));
+    println!("{}", pop.row("popularity"));
+    for line in &engine_lines {
+        println!("{line}");
+    }
+    println!(
+        "wall {:.1}s, {:.1} recommendations/s, {:.1} model rows per request",
+        result.wall_s, result.recs_per_s, result.model_rows_per_request
+    );
+    for line in confidence.lines() {
+        println!("{line}");
+    }
+    let generative_confidence = generative
+        .as_ref()
+        .map(|_| generative_collector.report(calibration.is_some(), opts.beta));
+    if let Some(g) = &generative_confidence {
+        let f = |x: Option<f64>| x.map_or("n/a".to_owned(), |v| format!("{v:.4}"));
+        println!(
+            "  (generative-only search: AUROC hit@1 {}, hit@10 {}; ECE top-1 {:.4} raw)",
+            f(g.auroc_hit1),
+            f(g.auroc_hit10),
+            g.top1_vs_hit1_raw.ece
+        );
+    }
+    let diagram = a.run.join(format!("reliability-{}.svg", split_name(a.split)));
+    let mut curves = vec![("top-1 vs hit@1, raw", &confidence.top1_vs_hit1_raw)];
+    if confidence.calibrated {
+        curves.push(("top-1 vs hit@1, calibrated", &confidence.top1_vs_hit1));
+    }
+    curves.push(("top-10 items vs target, raw", &confidence.items_vs_target_raw));
+    if confidence.calibrated {
+        curves.push(("top-10 items vs target, calibrated", &confidence.items_vs_target));
+    }
+    ugr_train::plot::reliability_svg(
+        &diagram,
+        &format!(
+            "{} {}: reliability ({} bins)",
+            ds.name,
+            split_name(a.split),
+            eval::confidence::ECE_BINS
+        ),
+        &curves,
+    )?;
+    eprintln!("wrote {}", diagram.display());
+    let metrics = serde_json::json!({
+        "dataset": ds.name,
+        "split": a.split,
+        "beam": a.beam,
+        "exclude_history": a.exclude_history,
+        "rows": result.rows,
+        "wall_s": result.wall_s,
+        "recommendations_per_s": result.recs_per_s,
+        "model_rows_per_request": result.model_rows_per_request,
+        "model_item": result.item,
+        "model_sid": result.sid,
+        "item_weight": item_weight.filter(|_| fused),
+        "model_generative_item": generative.as_ref().map(|g| &g.item),
+        "confidence_generative": generative_confidence,
+        "baseline_last_item_transitions": trans,
+        "baseline_popularity": pop,
+        "confidence": confidence,
+        "engine": engine,
+    });
+    let path = a.run.join("metrics.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&metrics)?)?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+/// Evaluates an exported artifact on the same rows and compares its lists with the run's.
+pub(crate) fn eval_engine(
+    path: &Path,
+    ds: &data::Dataset,
+    rows: &[data::Example],
+    a: &EvalArgs,
+    reference: &[eval::Ranked],
+) -> Result<(serde_json::Value, Vec<String>)> {
+    let engine = ugr_core::Engine::open(path).with_context(|| format!("opening {}", path.display()))?;
+    anyhow::ensure!(
+        engine.catalog() == &ds.catalog,
+        "{} was exported with another catalog than {}",
+        path.display(),
+        ds.name
+    );
+    let opts = ugr_core::SearchOptions {
+        exclude_history: a.exclude_history,
+        ..eval::eval_options(a.beam, engine.model().normalization())
+    };
+    let pb = indicatif::ProgressBar::new(rows.len() as u64);
+    let (result, lists) = eval::evaluate_search(
+        engine.model(),
+        engine.catalog(),
+        rows,
+        &opts,
+        a.batch,
+        true,
+        |n| pb.set_position(n as u64),
+    )?;
+    pb.finish_and_clear();
+    let parity = eval::parity(reference, &lists, 10);
+    let label = format!("engine ({}; hit = item)", engine.backend().name());
+    let mut lines = vec![result.item.row(&label)];
+    lines.push(format!(
+        "parity, top-10: {}/{} rows identical in items and order; max score difference {:.2e}; \
+         engine {:.1} recommendations/s",
+        parity.identical, parity.rows, parity.max_score_diff, result.recs_per_s
+    ));
+    for e in parity.exceptions.iter().take(20) {
+        lines.push(format!(
+            "  row {:>6} rank {:>2}: candle {} ({:.6}) vs engine {} ({:.6}), score gap {:.2e}",
+            e.row,
+            e.rank + 1,
+            e.want.0,
+            e.want.1,
+            e.got.0,
+            e.got.1,
+            e.score_gap
+        ));
+    }
+    if parity.exceptions.len() > 20 {
+        lines.push(format!(
+            "  ... {} more (all in metrics.json)",
+            parity.exceptions.len() - 20
+        ));
+    }
+    Ok((
+        serde_json::json!({ "artifact": path, "result": result, "parity": parity }),
+        lines,
+    ))
+}

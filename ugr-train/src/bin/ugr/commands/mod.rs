@@ -1,0 +1,97 @@
+//! One module per `ugr` command (`ugr <command> ...` is `<command>.rs`), and what several
+//! commands share: the dataset arguments, `on`/`off` flags and pruning specs.
+
+pub(crate) mod bench;
+pub(crate) mod data;
+pub(crate) mod eval;
+pub(crate) mod export;
+pub(crate) mod plot;
+pub(crate) mod quickstart;
+pub(crate) mod recommend;
+pub(crate) mod sid;
+pub(crate) mod train;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use ugr_train::data::{LoadOptions, SplitProtocol};
+
+pub(crate) fn on_off(s: &str) -> std::result::Result<bool, String> {
+    match s {
+        "on" | "true" => Ok(true),
+        "off" | "false" => Ok(false),
+        _ => Err(format!("expected on or off, got {s:?}")),
+    }
+}
+
+#[derive(Args)]
+pub(crate) struct DataArgs {
+    /// Dataset directory (LETTER, Amazon-2023, MiniOneRec formats), an interactions CSV, or `builtin:synthetic`.
+    #[arg(long, default_value = ugr_train::data::synthetic::BUILTIN)]
+    pub(crate) data: PathBuf,
+    /// SID index: required for an interactions CSV; for a LETTER or Amazon-2023 directory it
+    /// replaces the dataset's own index (e.g. SIDs from `ugr sid build`).
+    #[arg(long)]
+    pub(crate) index: Option<PathBuf>,
+    /// Split protocol for an interactions CSV.
+    #[arg(long, value_enum, default_value_t = SplitProtocol::Loo)]
+    pub(crate) split_protocol: SplitProtocol,
+    /// History items kept (and read by the model).
+    #[arg(long, default_value_t = 20)]
+    pub(crate) max_history: usize,
+    /// Drop interactions with items missing from the index instead of failing.
+    #[arg(long)]
+    pub(crate) skip_unknown: bool,
+}
+
+impl DataArgs {
+    pub(crate) fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            max_history: self.max_history,
+            skip_unknown: self.skip_unknown,
+            index: self.index.clone(),
+            split: self.split_protocol,
+        }
+    }
+}
+
+/// Parses `off`, `fixed:<m>` or `adaptive:<min>:<max>`.
+pub(crate) fn parse_pruning(s: &str) -> Result<ugr_core::Pruning> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let num = |i: usize| -> Result<f32> {
+        parts
+            .get(i)
+            .ok_or_else(|| anyhow::anyhow!("--prune {s}: missing number"))?
+            .parse()
+            .with_context(|| format!("--prune {s}"))
+    };
+    Ok(match parts[0] {
+        "off" => ugr_core::Pruning::Off,
+        "fixed" => ugr_core::Pruning::Fixed { margin: num(1)? },
+        "adaptive" => ugr_core::Pruning::Adaptive {
+            min_margin: num(1)?,
+            max_margin: num(2)?,
+            levels: 1,
+        },
+        _ => anyhow::bail!("--prune must be off, fixed:<nats> or adaptive:<min>:<max>"),
+    })
+}
+
+/// `--backend` of the engine commands.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub(crate) enum BackendArg {
+    Auto,
+    Native,
+    Tract,
+}
+
+impl From<BackendArg> for ugr_core::BackendChoice {
+    fn from(b: BackendArg) -> Self {
+        match b {
+            BackendArg::Auto => ugr_core::BackendChoice::Auto,
+            BackendArg::Native => ugr_core::BackendChoice::Native,
+            BackendArg::Tract => ugr_core::BackendChoice::Tract,
+        }
+    }
+}
