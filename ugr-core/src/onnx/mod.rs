@@ -25,6 +25,7 @@
 //! `R` concretised for the row counts a service expects (tract optimises them further),
 //! and the symbolic plan serves every other count.
 
+pub mod check;
 pub mod feeds;
 
 use std::collections::HashMap;
@@ -47,6 +48,9 @@ pub enum OnnxError {
     /// The contract or graphs do not fit this backend or the catalog.
     #[error("model contract: {0}")]
     Contract(&'static str),
+    /// A graph is not one the model contract's exporter writes ([`check::check_graph`]).
+    #[error("graph: {0}")]
+    Graph(String),
     /// tract failed to load, optimise or run a graph.
     #[error("tract: {0}")]
     Tract(String),
@@ -71,7 +75,15 @@ struct Graph {
 }
 
 impl Graph {
+    /// Checks the graph ([`check::check_graph`]), then loads it with tract; a panic inside
+    /// tract is an error too (tract does not promise to survive arbitrary graphs).
     fn load(bytes: &[u8]) -> Result<Graph, OnnxError> {
+        check::check_graph(bytes).map_err(OnnxError::Graph)?;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Graph::load_checked(bytes)))
+            .map_err(|_| OnnxError::Tract("tract panicked while loading a graph".into()))?
+    }
+
+    fn load_checked(bytes: &[u8]) -> Result<Graph, OnnxError> {
         let model = tract_onnx::onnx()
             .model_for_read(&mut &bytes[..])
             .map_err(tract_err)?;
