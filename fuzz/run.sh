@@ -16,7 +16,7 @@ for t in "${TARGETS[@]}"; do
   log="$scratch.log"
   rc=0
   cargo +nightly fuzz run "$t" "$scratch" "corpus/$t" -- \
-    -max_total_time="$SECONDS_PER_TARGET" -max_len=4096 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 > "$log" 2>&1 || rc=$?
+    -max_total_time="$SECONDS_PER_TARGET" -max_len=4096 -len_control=0 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 > "$log" 2>&1 || rc=$?
   grep -E '^(#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==|SUMMARY|thread .* panicked)' "$log" || true
   [ "$rc" = 0 ] || tail -n 40 "$log" >&2
   rm -f "$log"
