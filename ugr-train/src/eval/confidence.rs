@@ -1,9 +1,10 @@
 //! How good a model's confidence is (UGR-METHOD section 3, and the calibration figures the
 //! paper leaves to us): what `ugr eval` adds to `metrics.json` under `"confidence"`.
 //!
-//! The raw confidence of a returned item is the learned `c = sigmoid(z[C_HIGH] - z[C_LOW])`
-//! when the model has confidence tokens (after the RL stage), else the beam posterior (the
-//! softmax of the returned items' scores), exactly what the engine reports. A user's
+//! A collector reads one [`Signal`]: the learned `c = sigmoid(z[C_HIGH] - z[C_LOW])` of a
+//! model with confidence tokens (after the RL stage) or the beam posterior (the softmax of
+//! the returned items' scores); which one a run reports, and its map, is chosen on
+//! validation by [`super::calibrate`], and the engine reports exactly that. A user's
 //! confidence is the raw confidence of their top-1 item. Figures:
 //!
 //! - **ECE** over 15 equal-mass bins and its reliability diagram, for (a) the top-1 item's
@@ -17,7 +18,7 @@
 //! - **hybrid reranking**: the returned list reordered by `h = exp(s) + beta * c`, NDCG@1
 //!   and NDCG@10 before and after.
 //!
-//! The calibration map itself is fitted here too ([`ConfidenceCollector::fit_calibration`]):
+//! The calibration map of a signal is fitted here too ([`ConfidenceCollector::fit_calibration`]):
 //! isotonic regression of "is the target" on the raw confidence of the top-10 items of the
 //! validation split, so the calibrated confidence of any returned item reads as the
 //! probability that it is the one the user takes next.
@@ -37,6 +38,28 @@ pub const DROPPED: [f64; 6] = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5];
 /// Quantiles of the item confidences used as truncation thresholds.
 pub const THRESHOLD_QUANTILES: [f64; 6] = [0.0, 0.5, 0.75, 0.9, 0.95, 0.99];
 
+/// The raw confidence signals a search returns for an item.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Signal {
+    /// The learned `c = sigmoid(z[C_HIGH] - z[C_LOW])` (the beam posterior where a model has
+    /// no confidence tokens).
+    #[default]
+    Learned,
+    /// The beam posterior: softmax of the returned items' scores.
+    Posterior,
+}
+
+impl Signal {
+    /// The other signal.
+    pub fn other(self) -> Self {
+        match self {
+            Signal::Learned => Signal::Posterior,
+            Signal::Posterior => Signal::Learned,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct ItemRecord {
     raw: f32,
@@ -45,11 +68,16 @@ struct ItemRecord {
     is_target: bool,
 }
 
-/// Per-row records of an evaluation, collected from the search results.
+/// Per-row records of an evaluation, collected from the search results: one signal, and
+/// the calibration map fitted on that signal when there is one (applied here, so one search
+/// feeds a collector per signal).
 #[derive(Clone, Debug, Default)]
 pub struct ConfidenceCollector {
     rows: Vec<Vec<ItemRecord>>,
     learned: bool,
+    signal: Signal,
+    map: Option<Calibration>,
+    beta: f32,
 }
 
 /// Which raw confidence the figures are about.
@@ -62,17 +90,36 @@ pub fn source_name(learned: bool) -> &'static str {
 }
 
 impl ConfidenceCollector {
+    /// A collector of `signal`, calibrated by `map` when given; `beta` weighs the raw
+    /// confidence in the hybrid score `exp(score) + beta * raw`.
+    pub fn new(signal: Signal, map: Option<Calibration>, beta: f32) -> Self {
+        ConfidenceCollector {
+            signal,
+            map,
+            beta,
+            ..ConfidenceCollector::default()
+        }
+    }
+
     /// Records one row's result (items best first by score).
     pub fn add(&mut self, e: &Example, r: &Recommendations) {
-        self.learned |= r.items.iter().any(|i| i.learned_confidence.is_some());
+        let learned = self.signal == Signal::Learned;
+        self.learned |= learned && r.items.iter().any(|i| i.learned_confidence.is_some());
+        let (map, beta) = (self.map.as_ref(), self.beta);
         self.rows.push(
             r.items
                 .iter()
-                .map(|i| ItemRecord {
-                    raw: i.learned_confidence.unwrap_or(i.posterior),
-                    calibrated: i.confidence,
-                    hybrid: i.hybrid,
-                    is_target: i.item == e.target,
+                .map(|i| {
+                    let raw = match i.learned_confidence {
+                        Some(c) if learned => c,
+                        _ => i.posterior,
+                    };
+                    ItemRecord {
+                        raw,
+                        calibrated: map.map_or(raw, |m| m.apply(raw)),
+                        hybrid: i.score.exp() + beta * raw,
+                        is_target: i.item == e.target,
+                    }
                 })
                 .collect(),
         );
@@ -108,8 +155,14 @@ impl ConfidenceCollector {
         Calibration::fit_isotonic(&raw, &hit)
     }
 
-    /// The report; `calibrated` says whether the search applied a calibration map.
-    pub fn report(&self, calibrated: bool, beta: f32) -> ConfidenceReport {
+    /// Whether the rows carried the learned confidence (else the figures are the posterior's).
+    pub fn is_learned(&self) -> bool {
+        self.learned
+    }
+
+    /// The report of the recorded rows.
+    pub fn report(&self) -> ConfidenceReport {
+        let (calibrated, beta) = (self.map.is_some(), self.beta);
         let (top_raw, hit1) = self.top1(false);
         let hit10: Vec<bool> = self
             .rows

@@ -21,6 +21,7 @@ use ugr_core::{
 use crate::data::Example;
 use crate::model::{CandleModel, SidTransformer};
 
+pub mod calibrate;
 pub mod confidence;
 pub mod fusion;
 

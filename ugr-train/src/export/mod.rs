@@ -22,6 +22,9 @@ pub struct ExportOptions {
     pub f16: bool,
     /// The item-fusion weight fitted for the run (`fusion.json`), written into the contract.
     pub item_weight: Option<f32>,
+    /// Leave out the confidence graph of a model that has one, so that the engine reports
+    /// the beam posterior: what a run whose `confidence.json` chose the posterior exports.
+    pub posterior_confidence: bool,
 }
 
 /// The contract describing an exported model.
@@ -39,7 +42,7 @@ pub fn contract(cfg: &ModelConfig, opts: ExportOptions) -> ModelContract {
             HistoryEncoding::Token => HistoryPositions::Token,
         },
         sid_embeddings: cfg.sid_embeddings as u32,
-        confidence: cfg.confidence,
+        confidence: cfg.confidence && !opts.posterior_confidence,
         normalization: match cfg.normalization() {
             Normalization::Trie => "trie".into(),
             _ => "level".into(),
@@ -73,7 +76,7 @@ pub fn graphs(run: &LoadedRun, opts: ExportOptions) -> Result<Vec<Blob>> {
                 .with_context(|| format!("exporting step_{level}"))?,
         });
     }
-    if cfg.confidence {
+    if cfg.confidence && !opts.posterior_confidence {
         out.push(Blob {
             name: "confidence".into(),
             bytes: graphs::confidence(&w, cfg, opts.f16).context("exporting confidence")?,
@@ -142,7 +145,8 @@ pub fn bundle(
     })
 }
 
-/// The calibration map a run saved (`calibration.json`, written by the RL stage), if any.
+/// The calibration map a run saved (`calibration.json`, written by `ugr train calibrate` and
+/// at the end of the RL stage), if any: the map of the signal the run reports.
 pub fn run_calibration(dir: &std::path::Path) -> Result<Option<Calibration>> {
     let path = dir.join("calibration.json");
     if !path.exists() {

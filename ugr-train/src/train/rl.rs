@@ -42,9 +42,19 @@
 //!   `z[C_HIGH] - z[C_LOW] = 0` and every confidence starts at exactly 0.5; `CONF_Q` keeps
 //!   its small random row.
 //! - `model.safetensors` is the **final** model (what `ugr eval` and `ugr export` use);
-//!   `best.safetensors` is the best by validation NDCG@10, for comparison.
-//! - At the end a monotone (isotonic) calibration map is fitted on the validation split
-//!   and saved as `calibration.json`; `ugr export` puts it into the artifact.
+//!   `best.safetensors` is the best by validation NDCG@10, for comparison, and
+//!   `epoch-N.safetensors` the model after each epoch but the last. With the constant rate
+//!   a shorter schedule is exactly a prefix of a longer one (same seed, same order), so
+//!   `ugr eval --weights epoch-1.safetensors` is the one-epoch run;
+//! - an addition of ours, off by default (`lambda_bce`): a proper-scoring term, the binary
+//!   cross-entropy of every beam's confidence against "this beam is the target", over every
+//!   group. The paper's pairwise loss only sees groups that contain the target and only
+//!   differences within a group, so nothing in it ranks one user's confidence against
+//!   another's (what AUROC and risk-coverage measure) or anchors its level.
+//! - At the end the reported confidence is chosen and calibrated on the validation split
+//!   ([`crate::eval::calibrate`]: the learned confidence or the beam posterior, whichever
+//!   ranks users better, with its isotonic map in `calibration.json`); `ugr export` puts
+//!   the map into the artifact.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -64,7 +74,7 @@ use super::grpo::{self, ConfidenceWeights, Reward};
 use super::optim::{AdamW, AdamWParams};
 use super::{DeviceKind, RunInfo, named_vars, read_run_info, sample_rows, write_json};
 use crate::data::{self, Dataset, Example};
-use crate::eval::{self, confidence::ConfidenceCollector};
+use crate::eval;
 use crate::model::{CandleModel, ModelConfig, SidTransformer};
 
 /// The reward of a rollout group.
@@ -103,6 +113,12 @@ pub struct RlArgs {
     pub lambda_w: f32,
     /// Weight of wrong-vs-partial pairs.
     pub lambda_pw: f32,
+    /// Weight of the proper-scoring confidence term, ours and not the paper's: the binary
+    /// cross-entropy of every rolled-out beam's confidence against "this beam is the
+    /// target", over every group, those without the target included. 0: the paper's
+    /// pairwise alignment alone (the reference).
+    #[serde(default)]
+    pub lambda_bce: f32,
     /// Group size G (beams per prompt).
     pub group: usize,
     /// Prompts per optimiser step.
@@ -152,6 +168,7 @@ impl RlArgs {
             lambda_p: 0.0,
             lambda_w: 0.5,
             lambda_pw: 0.0,
+            lambda_bce: 0.0,
             group: 16,
             prompts_per_step: 16,
             lr: None,
@@ -191,10 +208,10 @@ impl RlArgs {
             "--alpha-min must be in [0, 1]"
         );
         ensure!(
-            [self.lambda_p, self.lambda_w, self.lambda_pw]
+            [self.lambda_p, self.lambda_w, self.lambda_pw, self.lambda_bce]
                 .iter()
                 .all(|l| l.is_finite() && *l >= 0.0),
-            "--lambda-p/-w/-pw must be finite and non-negative"
+            "--lambda-p/-w/-pw/-bce must be finite and non-negative"
         );
         ensure!(
             self.lr.is_some_and(|lr| lr.is_finite() && lr >= 0.0),
@@ -282,6 +299,9 @@ pub fn label(a: &RlArgs) -> String {
     }
     if a.confidence {
         s.push_str("+confidence");
+        if a.lambda_bce > 0.0 {
+            s.push_str("+bce");
+        }
     }
     s
 }
@@ -334,6 +354,8 @@ struct Group {
     alpha: f32,
     pairs: Vec<(usize, usize, f32)>,
     correct: Vec<bool>,
+    /// Whether the group contains the target (else it is there for the proper-scoring term).
+    hit: bool,
 }
 
 #[derive(Default)]
@@ -393,7 +415,8 @@ pub fn train_rl(args: &RlArgs, out: &Path) -> Result<RlSummary> {
     };
     write_json(&out.join("run.json"), &info)?;
     write_json(&out.join("config.json"), &cfg)?;
-    let _ = std::fs::remove_file(out.join("calibration.json"));
+    let _ = std::fs::remove_file(out.join(eval::calibrate::MAP_FILE));
+    let _ = std::fs::remove_file(out.join(eval::calibrate::FILE));
     // Serving keeps fusing the item head at the SFT run's fitted weight.
     let fusion = args.from.join(crate::eval::fusion::FILE);
     if fusion.exists() {
@@ -531,6 +554,9 @@ pub fn train_rl(args: &RlArgs, out: &Path) -> Result<RlSummary> {
                 }
             }
         }
+        if step == steps_per_epoch * (epoch + 1) && epoch + 1 < args.epochs {
+            varmap.save(out.join(format!("epoch-{}.safetensors", epoch + 1)))?;
+        }
     }
     pb.finish_and_clear();
     varmap.save(out.join("model.safetensors"))?;
@@ -538,10 +564,24 @@ pub fn train_rl(args: &RlArgs, out: &Path) -> Result<RlSummary> {
     crate::plot::curves_svg(&out.join("curves.svg"), std::slice::from_ref(&curves))?;
     let wall_s = start.elapsed().as_secs_f64();
 
-    // The calibration map, fitted on the validation split with the final model.
+    // The reported confidence and its calibration map, chosen and fitted on the validation
+    // split with the final model through the serving (fused) search.
     let calib_rows = sample_rows(&ds.valid, args.calibration_rows, args.seed ^ 0xca1);
-    let map = fit_calibration(&model, &ds.catalog, &calib_rows, args.eval_beam)?;
-    write_json(&out.join("calibration.json"), &map)?;
+    let item_weight = eval::fusion::read(out)?.map(|f| f.weight);
+    let choice = eval::calibrate::fit(&model, &ds.catalog, &calib_rows, args.eval_beam, 256, item_weight)?;
+    eval::calibrate::write(out, &choice)?;
+    for s in &choice.signals {
+        eprintln!(
+            "confidence {:?}: validation AUROC hit@1 {:.4}{}",
+            s.signal,
+            s.auroc_hit1.unwrap_or(f64::NAN),
+            if s.signal == choice.source {
+                " (chosen)"
+            } else {
+                ""
+            }
+        );
+    }
     let summary = RlSummary {
         steps: step,
         start_ndcg10: ndcg0,
@@ -576,32 +616,6 @@ fn confidence_lr_scales(
     let positions = cfg.head_positions();
     opt.set_lr_scale("head.pos", rows(positions, &[positions - 1], &[positions, 1])?)?;
     Ok(())
-}
-
-/// Fits the isotonic calibration map of `model`'s raw confidence on `rows` (see
-/// [`crate::eval::confidence`]).
-pub fn fit_calibration(
-    model: &SidTransformer,
-    catalog: &Catalog,
-    rows: &[Example],
-    beam: usize,
-) -> Result<ugr_core::Calibration> {
-    let mut collector = ConfidenceCollector::default();
-    let opts = SearchOptions {
-        learned_confidence: true,
-        ..eval::eval_options(beam, model.config().normalization())
-    };
-    eval::search_rows(
-        &CandleModel::new(model, catalog),
-        catalog,
-        None,
-        rows,
-        &opts,
-        256,
-        |_| {},
-        |e, r| collector.add(e, r),
-    )?;
-    Ok(collector.fit_calibration()?)
 }
 
 impl Accum {
@@ -642,6 +656,7 @@ fn rl_step(
     let histories: Vec<&[ugr_core::ItemId]> = batch.iter().map(|e| e.history.as_slice()).collect();
     let results = search.run(&CandleModel::new(model, catalog), &histories, opts)?;
     let reward = args.reward_fn();
+    let bce = args.confidence && args.lambda_bce > 0.0;
     let mut groups = Vec::new();
     for (p, (e, r)) in batch.iter().zip(&results).enumerate() {
         let target = catalog.sid_index_of(e.target)?;
@@ -659,6 +674,19 @@ fn rl_step(
         acc.rollouts += rewards.len();
         acc.reward += rewards.iter().map(|&x| f64::from(x)).sum::<f64>();
         if !correct.iter().any(|&c| c) {
+            // No policy gradient and no pairs; only the proper-scoring term sees these
+            // (every beam is wrong), so it is the only term that tells hard prompts apart.
+            if bce {
+                groups.push(Group {
+                    prompt: p,
+                    sids: seen.iter().map(|&s| catalog.sid(s)).collect(),
+                    advantages: vec![0.0; correct.len()],
+                    alpha: 0.0,
+                    pairs: Vec::new(),
+                    correct,
+                    hit: false,
+                });
+            }
             continue;
         }
         acc.hit_groups += 1;
@@ -685,6 +713,7 @@ fn rl_step(
             alpha,
             pairs,
             correct,
+            hit: true,
         });
     }
     acc.steps += 1;
@@ -705,6 +734,9 @@ fn rl_step(
     let mut sids = Vec::new();
     let mut coef = Vec::new();
     let (mut pi, mut pj, mut pw) = (Vec::new(), Vec::new(), Vec::new());
+    // proper-scoring term: per row, its weight (mean over the group, then over the prompts)
+    // and its label
+    let (mut bce_w, mut bce_y) = (Vec::new(), Vec::new());
     for (gi, g) in groups.iter().enumerate() {
         let base = sids.len();
         let n = g.sids.len() as f64;
@@ -712,6 +744,8 @@ fn rl_step(
             rep.push(gi as u32);
             sids.push(*sid);
             coef.push((-f64::from(g.alpha) * f64::from(g.advantages[k]) / (n * levels * n_prompts)) as f32);
+            bce_w.push((f64::from(args.lambda_bce) / (n * n_prompts)) as f32);
+            bce_y.push(if g.correct[k] { 1f32 } else { 0.0 });
         }
         for &(i, j, w) in &g.pairs {
             pi.push((base + i) as u32);
@@ -732,9 +766,11 @@ fn rl_step(
         let mut k = 0;
         for g in &groups {
             for &is in &g.correct {
-                let slot = if is { &mut acc.c_correct } else { &mut acc.c_wrong };
-                slot.0 += f64::from(cv[k]);
-                slot.1 += 1;
+                if g.hit {
+                    let slot = if is { &mut acc.c_correct } else { &mut acc.c_wrong };
+                    slot.0 += f64::from(cv[k]);
+                    slot.1 += 1;
+                }
                 k += 1;
             }
         }
@@ -746,6 +782,15 @@ fn rl_step(
             let conf = softplus.mul(&Tensor::from_vec(pw, n, device)?)?.sum_all()?;
             conf_value = f64::from(conf.to_scalar::<f32>()?);
             loss = (loss + conf)?;
+        }
+        if bce {
+            // BCE on the logit z: softplus(z) - y z, with softplus(z) = relu(z) + ln(1 + e^-|z|)
+            let y = Tensor::from_vec(bce_y, rows, device)?;
+            let w = Tensor::from_vec(bce_w, rows, device)?;
+            let softplus = (diff.relu()? + (diff.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
+            let term = (softplus - diff.mul(&y)?)?.mul(&w)?.sum_all()?;
+            conf_value += f64::from(term.to_scalar::<f32>()?);
+            loss = (loss + term)?;
         }
     }
     let policy_value = f64::from(policy.to_scalar::<f32>()?);

@@ -10,6 +10,8 @@ use std::process::Command;
 use candle_core::{DType, Device, Tensor};
 use ugr_core::vocab::Special;
 use ugr_core::{BeamSearch, Calibration, ItemId, SearchOptions, Sid};
+use ugr_train::eval::calibrate;
+use ugr_train::eval::confidence::Signal;
 use ugr_train::model::{CandleModel, ModelConfig};
 use ugr_train::train::rl::{Curves, RlSummary, init_confidence_tokens};
 use ugr_train::train::{self, RunInfo, SftArgs, new_model, read_json};
@@ -189,16 +191,59 @@ fn rl_runs_with_every_option_and_exports_confidence() {
         assert!(svg.contains(label), "{label} missing from the chart");
     }
 
-    // evaluation reports the learned confidence, calibrated by the run's map
-    let text = ugr(&["eval", "--run", ugr_run, "--split", "valid", "--rows", "200"]);
-    assert!(text.contains("confidence: learned"), "{text}");
-    let metrics: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(runs[0].join("metrics.json")).unwrap()).unwrap();
-    let conf = &metrics["confidence"];
-    assert_eq!(conf["calibrated"], true);
-    assert_eq!(conf["risk_coverage"].as_array().unwrap().len(), 6);
-    assert!(conf["top1_vs_hit1"]["ece"].as_f64().unwrap() <= 1.0);
-    assert!(runs[0].join("reliability-valid.svg").exists());
+    // The run chose its reported confidence on validation and calibrated it; whichever
+    // signal is chosen, evaluation and the engine report it through its own map.
+    let mut choice = calibrate::read(&runs[0])
+        .unwrap()
+        .expect("an RL run writes confidence.json");
+    let signals: Vec<Signal> = choice.signals.iter().map(|s| s.signal).collect();
+    assert_eq!(signals, [Signal::Posterior, Signal::Learned]);
+    assert_eq!(
+        ugr_train::export::run_calibration(&runs[0]).unwrap().as_ref(),
+        choice.map(choice.source)
+    );
+    let ds = ugr_train::data::load(&SftArgs::default().data, &SftArgs::default().load).unwrap();
+    for source in [Signal::Learned, Signal::Posterior] {
+        choice.source = source;
+        calibrate::write(&runs[0], &choice).unwrap();
+        let map = choice.map(source).unwrap().clone();
+        let text = ugr(&["eval", "--run", ugr_run, "--split", "valid", "--rows", "200"]);
+        let (shown, compared) = match source {
+            Signal::Learned => ("confidence: learned", "for comparison: beam posterior"),
+            Signal::Posterior => ("confidence: beam posterior", "for comparison: learned"),
+        };
+        assert!(text.contains(shown) && text.contains(compared), "{text}");
+        let metrics: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(runs[0].join("metrics.json")).unwrap()).unwrap();
+        let conf = &metrics["confidence"];
+        assert_eq!(conf["calibrated"], true);
+        assert_eq!(conf["risk_coverage"].as_array().unwrap().len(), 6);
+        assert!(conf["top1_vs_hit1"]["ece"].as_f64().unwrap() <= 1.0);
+        assert_eq!(metrics["confidence_not_reported"]["calibrated"], true);
+        assert!(runs[0].join("reliability-valid.svg").exists());
+
+        // the artifact carries the map, and the confidence graph only when it is reported
+        let artifact = tmp.path().join("ugr.ugr");
+        ugr(&["export", "--run", ugr_run, "--out", artifact.to_str().unwrap()]);
+        let engine = ugr_core::Engine::open(&artifact).unwrap();
+        assert!(engine.has_calibration());
+        let recs = engine
+            .recommend(&ds.test[0].history, &SearchOptions::default())
+            .unwrap();
+        assert!(!recs.items.is_empty());
+        for r in &recs.items {
+            let raw = match source {
+                Signal::Learned => r
+                    .learned_confidence
+                    .expect("the engine reads the learned confidence"),
+                Signal::Posterior => {
+                    assert_eq!(r.learned_confidence, None, "no confidence graph");
+                    r.posterior
+                }
+            };
+            assert!((r.confidence - map.apply(raw)).abs() < 1e-6);
+        }
+    }
     let text = ugr(&[
         "eval",
         "--run",
@@ -209,24 +254,12 @@ fn rl_runs_with_every_option_and_exports_confidence() {
         "200",
     ]);
     assert!(text.contains("confidence: beam posterior"), "{text}");
-
-    // the artifact carries the confidence graph and the map; the engine uses both
-    let artifact = tmp.path().join("ugr.ugr");
-    ugr(&["export", "--run", ugr_run, "--out", artifact.to_str().unwrap()]);
-    let engine = ugr_core::Engine::open(&artifact).unwrap();
-    assert!(engine.has_calibration());
-    let ds = ugr_train::data::load(&SftArgs::default().data, &SftArgs::default().load).unwrap();
-    let recs = engine
-        .recommend(&ds.test[0].history, &SearchOptions::default())
-        .unwrap();
-    assert!(!recs.items.is_empty());
-    let map = ugr_train::export::run_calibration(&runs[0]).unwrap().unwrap();
-    for r in &recs.items {
-        let raw = r
-            .learned_confidence
-            .expect("the engine reads the learned confidence");
-        assert!((r.confidence - map.apply(raw)).abs() < 1e-6);
-    }
+    assert!(!text.contains("for comparison"), "{text}");
+    // `ugr train calibrate` refits the choice of an SFT run too (the posterior, its only signal)
+    ugr(&["train", "calibrate", "--run", sft_s, "--rows", "100"]);
+    let sft_choice = calibrate::read(&sft).unwrap().unwrap();
+    assert_eq!(sft_choice.source, Signal::Posterior);
+    assert_eq!(sft_choice.rows, 100);
 }
 
 #[test]
@@ -310,4 +343,66 @@ fn confidence_starts_at_one_half_and_the_search_reads_what_training_trains() {
     for (g, w) in lp.iter().zip(&scores) {
         assert!((g - w).abs() < 1e-4, "teacher-forced {g} vs search {w}");
     }
+}
+
+/// The proper-scoring term (`--lambda-bce`, ours): without any confidence loss the learned
+/// confidence stays exactly 0.5 (C_LOW and C_HIGH start equal and nothing separates them);
+/// with the cross-entropy alone it falls for the wrong beams, which are most of every group,
+/// and the all-miss groups reach it too.
+#[test]
+fn the_cross_entropy_term_moves_the_confidence_towards_the_hit_rate() {
+    ugr_train::configure_runtime();
+    let tmp = tempfile::tempdir().unwrap();
+    let sft = tmp.path().join("sft");
+    sft_run(&sft);
+    let run = |name: &str, bce: &str| -> Curves {
+        let out = tmp.path().join(name);
+        ugr(&[
+            "train",
+            "rl",
+            "--from",
+            sft.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--max-steps",
+            "6",
+            "--prompts-per-step",
+            "8",
+            "--group",
+            "6",
+            "--eval-every",
+            "3",
+            "--eval-rows",
+            "50",
+            "--calibration-rows",
+            "50",
+            "--lr",
+            "1e-3",
+            "--confidence-lr-scale",
+            "10",
+            "--lambda-w",
+            "0",
+            "--lambda-bce",
+            bce,
+        ]);
+        read_json(&out.join("curves.json")).unwrap()
+    };
+    let without = run("none", "0");
+    let with = run("bce", "1");
+    assert_eq!(with.label, "uncertainty+difficulty+confidence+bce");
+    let last = |c: &Curves| {
+        let p = c.points.last().unwrap();
+        (
+            p.confidence_correct,
+            p.confidence_wrong.expect("a group with the target"),
+        )
+    };
+    let (_, wrong) = last(&without);
+    assert!(
+        (wrong - 0.5).abs() < 1e-6,
+        "no confidence loss, yet c(wrong) = {wrong}"
+    );
+    let (_, wrong) = last(&with);
+    assert!(wrong < 0.45, "the cross-entropy did not lower c(wrong): {wrong}");
+    assert!(with.points[1..].iter().all(|p| p.confidence_loss > 0.0));
 }

@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use ugr_train::baselines::Baselines;
 use ugr_train::data::{self, Split};
+use ugr_train::eval::calibrate;
 use ugr_train::eval::confidence::ConfidenceCollector;
 use ugr_train::eval::{self, MetricTable};
 use ugr_train::train::{self, DeviceKind};
@@ -78,20 +79,31 @@ pub(crate) fn run(a: &EvalArgs) -> Result<()> {
         exclude_history: a.exclude_history,
         ..eval::eval_options(a.beam, run.info.model.normalization())
     };
+    // The signal the run reports (`confidence.json`) through its map, and where the model
+    // has both signals the other one through its own map, for comparison.
+    let source = calibrate::source(&a.run, run.info.model.confidence)?;
+    let choice = calibrate::read(&a.run)?;
     let calibration = ugr_train::export::run_calibration(&a.run)?;
     let keep = a.engine.is_some();
     let mut lists: Vec<eval::Ranked> = Vec::new();
-    let mut collector = ConfidenceCollector::default();
+    let mut collector = ConfidenceCollector::new(source, calibration.clone(), opts.beta);
+    let mut other = run.info.model.confidence.then(|| {
+        let map = choice.as_ref().and_then(|c| c.map(source.other()).cloned());
+        ConfidenceCollector::new(source.other(), map, opts.beta)
+    });
     let result = eval::search_rows(
         &decoder,
         &ds.catalog,
-        calibration.as_ref(),
+        None,
         &rows,
         &opts,
         a.batch,
         |n| pb.set_position(n as u64),
         |e, r| {
             collector.add(e, r);
+            if let Some(o) = other.as_mut() {
+                o.add(e, r);
+            }
             if keep {
                 lists.push(r.items.iter().map(|x| (x.item, x.score)).collect());
             }
@@ -100,7 +112,7 @@ pub(crate) fn run(a: &EvalArgs) -> Result<()> {
     pb.finish_and_clear();
     let fused = run.model.has_item_head() && item_weight.is_some();
     // The generative-only search on the same rows, and its confidence, beside the fused one.
-    let mut generative_collector = ConfidenceCollector::default();
+    let mut generative_collector = ConfidenceCollector::new(source, calibration.clone(), opts.beta);
     let generative = if fused {
         let opts = ugr_core::SearchOptions {
             item_fusion: ugr_core::ItemFusion::Off,
@@ -109,7 +121,7 @@ pub(crate) fn run(a: &EvalArgs) -> Result<()> {
         Some(eval::search_rows(
             &decoder,
             &ds.catalog,
-            calibration.as_ref(),
+            None,
             &rows,
             &opts,
             a.batch,
@@ -119,7 +131,8 @@ pub(crate) fn run(a: &EvalArgs) -> Result<()> {
     } else {
         None
     };
-    let confidence = collector.report(calibration.is_some(), opts.beta);
+    let confidence = collector.report();
+    let other_confidence = other.as_ref().map(ConfidenceCollector::report);
     let (engine, engine_lines) = match &a.engine {
         Some(path) => {
             let (json, lines) = eval_engine(path, &ds, &rows, a, &lists)?;
@@ -163,9 +176,7 @@ pub(crate) fn run(a: &EvalArgs) -> Result<()> {
     for line in confidence.lines() {
         println!("{line}");
     }
-    let generative_confidence = generative
-        .as_ref()
-        .map(|_| generative_collector.report(calibration.is_some(), opts.beta));
+    let generative_confidence = generative.as_ref().map(|_| generative_collector.report());
     if let Some(g) = &generative_confidence {
         let f = |x: Option<f64>| x.map_or("n/a".to_owned(), |v| format!("{v:.4}"));
         println!(
@@ -173,6 +184,20 @@ pub(crate) fn run(a: &EvalArgs) -> Result<()> {
             f(g.auroc_hit1),
             f(g.auroc_hit10),
             g.top1_vs_hit1_raw.ece
+        );
+    }
+    if let Some(o) = &other_confidence {
+        let f = |x: Option<f64>| x.map_or("n/a".to_owned(), |v| format!("{v:.4}"));
+        println!(
+            "  (not reported, for comparison: {}{}: AUROC hit@1 {}, hit@10 {}; ECE top-1 {:.4}, top-10 items {:.4}; \
+             50% most confident / all {:.3})",
+            o.source,
+            if o.calibrated { ", calibrated" } else { ", raw" },
+            f(o.auroc_hit1),
+            f(o.auroc_hit10),
+            o.top1_vs_hit1.ece,
+            o.items_vs_target.ece,
+            o.ndcg10_confident_half_over_all
         );
     }
     let diagram = a.run.join(format!("reliability-{}.svg", split_name(a.split)));
@@ -212,6 +237,7 @@ pub(crate) fn run(a: &EvalArgs) -> Result<()> {
         "baseline_last_item_transitions": trans,
         "baseline_popularity": pop,
         "confidence": confidence,
+        "confidence_not_reported": other_confidence,
         "engine": engine,
     });
     let path = a.run.join("metrics.json");

@@ -34,6 +34,8 @@ pub(crate) fn run(a: &ExportArgs) -> Result<()> {
         ugr_train::export::ExportOptions {
             f16: a.f16,
             item_weight: ugr_train::eval::fusion::read(&a.run)?.map(|f| f.weight),
+            posterior_confidence: ugr_train::eval::calibrate::source(&a.run, run.info.model.confidence)?
+                == ugr_train::eval::confidence::Signal::Posterior,
         },
     )?;
     let bytes = bundle.to_bytes()?;

@@ -1,4 +1,4 @@
-//! `ugr train`: SFT, the UGR reinforcement stage and the item-fusion fit.
+//! `ugr train`: SFT, the UGR reinforcement stage, the item-fusion fit and the confidence choice.
 
 use std::path::PathBuf;
 
@@ -27,6 +27,24 @@ pub(crate) enum TrainCommand {
         /// Validation rows (0 = all; a fixed seeded sample otherwise; default: the run's --eval-rows).
         #[arg(long)]
         eval_rows: Option<usize>,
+    },
+    /// (Re)choose and calibrate the confidence a run reports on its validation split: the
+    /// learned confidence (RL runs) or the beam posterior, whichever ranks users better by
+    /// AUROC(hit@1), with its isotonic map (`confidence.json`, `calibration.json`); the RL
+    /// stage does it at its end.
+    Calibrate {
+        /// Run directory.
+        #[arg(long)]
+        run: PathBuf,
+        /// Weights file inside the run.
+        #[arg(long, default_value = "model.safetensors")]
+        weights: String,
+        /// Validation rows (0 = all, a fixed seeded sample otherwise).
+        #[arg(long, default_value_t = 0)]
+        rows: usize,
+        /// Beam width of the search.
+        #[arg(long, default_value_t = 20)]
+        beam: usize,
     },
 }
 
@@ -67,6 +85,10 @@ pub(crate) struct RlCli {
     /// Weight of softplus(c_wrong - c_partial) (the hierarchical ordering).
     #[arg(long, default_value_t = 0.0)]
     pub(crate) lambda_pw: f32,
+    /// Weight of a proper-scoring term (ours, not the paper's): binary cross-entropy of every
+    /// beam's confidence against "is the target", over every group (0 = pairwise alone).
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) lambda_bce: f32,
     /// Group size G: beams (distinct items) per prompt.
     #[arg(long, default_value_t = 16)]
     pub(crate) group: usize,
@@ -200,7 +222,43 @@ pub(crate) fn run(cmd: TrainCommand) -> Result<()> {
             );
             Ok(())
         }
+        TrainCommand::Calibrate {
+            run,
+            weights,
+            rows,
+            beam,
+        } => calibrate(&run, &weights, rows, beam),
     }
+}
+
+fn calibrate(run: &std::path::Path, weights: &str, rows: usize, beam: usize) -> Result<()> {
+    let loaded = train::load_run(run, weights, &candle_core::Device::Cpu)?;
+    let ds = data::load(&loaded.info.sft.data, &loaded.info.sft.load)?;
+    let seed = loaded.info.rl.as_ref().map_or(loaded.info.sft.seed, |r| r.seed);
+    let rows = train::sample_rows(&ds.valid, rows, seed ^ 0xca1);
+    let item_weight = ugr_train::eval::fusion::read(run)?.map(|f| f.weight);
+    let choice = ugr_train::eval::calibrate::fit(&loaded.model, &ds.catalog, &rows, beam, 256, item_weight)?;
+    ugr_train::eval::calibrate::write(run, &choice)?;
+    for s in &choice.signals {
+        eprintln!(
+            "confidence {:?}: validation AUROC hit@1 {:.4}, hit@10 {:.4}{}",
+            s.signal,
+            s.auroc_hit1.unwrap_or(f64::NAN),
+            s.auroc_hit10.unwrap_or(f64::NAN),
+            if s.signal == choice.source {
+                " (chosen)"
+            } else {
+                ""
+            }
+        );
+    }
+    eprintln!(
+        "wrote {} and {} ({} validation rows, beam {beam})",
+        run.join(ugr_train::eval::calibrate::FILE).display(),
+        run.join(ugr_train::eval::calibrate::MAP_FILE).display(),
+        rows.len()
+    );
+    Ok(())
 }
 
 pub(crate) fn train_sft(a: &SftCli) -> Result<()> {
@@ -279,6 +337,7 @@ pub(crate) fn train_rl(a: &RlCli) -> Result<()> {
         lambda_p: a.lambda_p,
         lambda_w: a.lambda_w,
         lambda_pw: a.lambda_pw,
+        lambda_bce: a.lambda_bce,
         group: a.group,
         prompts_per_step: a.prompts_per_step,
         lr: a.lr,
