@@ -5,7 +5,9 @@
 //! # One step
 //! 1. **Rollouts.** `prompts_per_step` training prompts (a history and its next item) go
 //!    through ugr-core's [`BeamSearch`] over the candle model with `G` beams: `G` distinct
-//!    valid SIDs per prompt, best first, with their scores `s_k` (mean token log-prob).
+//!    valid SIDs per prompt, best first, with their scores `s_k` (mean token log-prob); the
+//!    prompts are searched in [`ROLLOUT_PARTS`] fixed parts on up to that many threads
+//!    (`UGR_THREADS`, default every core), so a run does not depend on the thread count.
 //!    Items sharing a SID are one sequence, so a group can hold fewer than `G` sequences
 //!    under SID collisions; a beam is correct iff its SID is the target's SID.
 //! 2. **Group figures** on plain numbers: rewards, advantages (Bessel std + 1e-4),
@@ -640,6 +642,44 @@ impl Accum {
     }
 }
 
+/// Contiguous parts a step's prompts are split into for the rollouts. Fixed, so that a run
+/// does not depend on the thread count: a row's search is not bit-identical across batch
+/// compositions (the model's batched matmuls round differently), so the split, not the
+/// threads, decides the batches.
+pub const ROLLOUT_PARTS: usize = 2;
+
+/// The step's rollouts: [`ROLLOUT_PARTS`] contiguous parts of the prompts, searched on up to
+/// [`crate::threads`] threads (one search each, `search` for the first).
+fn rollouts(
+    model: &CandleModel<'_>,
+    catalog: &Catalog,
+    search: &mut BeamSearch<'_>,
+    histories: &[&[ugr_core::ItemId]],
+    opts: &SearchOptions,
+) -> ugr_core::Result<Vec<ugr_core::Recommendations>> {
+    let parts: Vec<&[&[ugr_core::ItemId]]> = histories
+        .chunks(histories.len().div_ceil(ROLLOUT_PARTS).max(1))
+        .collect();
+    if crate::threads() == 1 || parts.len() == 1 {
+        let mut all = Vec::with_capacity(histories.len());
+        for p in parts {
+            all.extend(search.run(model, p, opts)?);
+        }
+        return Ok(all);
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = parts[1..]
+            .iter()
+            .map(|&p| s.spawn(move || BeamSearch::new(catalog).run(model, p, opts)))
+            .collect();
+        let mut all = search.run(model, parts[0], opts)?;
+        for h in handles {
+            all.extend(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))?);
+        }
+        Ok(all)
+    })
+}
+
 /// One rollout + update. Returns the step's policy and confidence losses.
 #[allow(clippy::too_many_arguments)]
 fn rl_step(
@@ -654,7 +694,13 @@ fn rl_step(
     acc: &mut Accum,
 ) -> Result<(f64, f64)> {
     let histories: Vec<&[ugr_core::ItemId]> = batch.iter().map(|e| e.history.as_slice()).collect();
-    let results = search.run(&CandleModel::new(model, catalog), &histories, opts)?;
+    let results = rollouts(
+        &CandleModel::new(model, catalog),
+        catalog,
+        search,
+        &histories,
+        opts,
+    )?;
     let reward = args.reward_fn();
     let bce = args.confidence && args.lambda_bce > 0.0;
     let mut groups = Vec::new();

@@ -406,3 +406,51 @@ fn the_cross_entropy_term_moves_the_confidence_towards_the_hit_rate() {
     assert!(wrong < 0.45, "the cross-entropy did not lower c(wrong): {wrong}");
     assert!(with.points[1..].iter().all(|p| p.confidence_loss > 0.0));
 }
+
+/// The rollouts are searched in fixed parts on up to `UGR_THREADS` threads, so a run is the
+/// same on one thread and on three.
+#[test]
+fn rollouts_on_several_threads_give_the_same_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sft = tmp.path().join("sft");
+    sft_run(&sft);
+    let run = |threads: &str| -> Vec<u8> {
+        let out = tmp.path().join(format!("t{threads}"));
+        let status = Command::new(env!("CARGO_BIN_EXE_ugr"))
+            .env("UGR_THREADS", threads)
+            .args([
+                "train",
+                "rl",
+                "--from",
+                sft.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--max-steps",
+                "3",
+                "--prompts-per-step",
+                "9",
+                "--group",
+                "6",
+                "--eval-every",
+                "3",
+                "--eval-rows",
+                "20",
+                "--calibration-rows",
+                "20",
+                "--lr",
+                "1e-3",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            status.status.success(),
+            "{}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+        std::fs::read(out.join("model.safetensors")).unwrap()
+    };
+    assert!(
+        run("1") == run("3"),
+        "the weights differ between 1 and 3 rollout threads"
+    );
+}
