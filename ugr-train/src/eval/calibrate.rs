@@ -63,6 +63,22 @@ pub struct ConfidenceChoice {
 }
 
 impl ConfidenceChoice {
+    /// One printable line per signal measured, the chosen one marked.
+    pub fn lines(&self) -> Vec<String> {
+        self.signals
+            .iter()
+            .map(|s| {
+                format!(
+                    "confidence {:?}: validation AUROC hit@1 {:.4}, hit@10 {:.4}{}",
+                    s.signal,
+                    s.auroc_hit1.unwrap_or(f64::NAN),
+                    s.auroc_hit10.unwrap_or(f64::NAN),
+                    if s.signal == self.source { " (chosen)" } else { "" }
+                )
+            })
+            .collect()
+    }
+
     /// The map fitted on `signal`, when it was measured.
     pub fn map(&self, signal: Signal) -> Option<&Calibration> {
         self.signals.iter().find(|s| s.signal == signal).map(|s| &s.map)

@@ -572,17 +572,8 @@ pub fn train_rl(args: &RlArgs, out: &Path) -> Result<RlSummary> {
     let item_weight = eval::fusion::read(out)?.map(|f| f.weight);
     let choice = eval::calibrate::fit(&model, &ds.catalog, &calib_rows, args.eval_beam, 256, item_weight)?;
     eval::calibrate::write(out, &choice)?;
-    for s in &choice.signals {
-        eprintln!(
-            "confidence {:?}: validation AUROC hit@1 {:.4}{}",
-            s.signal,
-            s.auroc_hit1.unwrap_or(f64::NAN),
-            if s.signal == choice.source {
-                " (chosen)"
-            } else {
-                ""
-            }
-        );
+    for line in choice.lines() {
+        eprintln!("{line}");
     }
     let summary = RlSummary {
         steps: step,

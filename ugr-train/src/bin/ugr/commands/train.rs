@@ -239,18 +239,8 @@ fn calibrate(run: &std::path::Path, weights: &str, rows: usize, beam: usize) -> 
     let item_weight = ugr_train::eval::fusion::read(run)?.map(|f| f.weight);
     let choice = ugr_train::eval::calibrate::fit(&loaded.model, &ds.catalog, &rows, beam, 256, item_weight)?;
     ugr_train::eval::calibrate::write(run, &choice)?;
-    for s in &choice.signals {
-        eprintln!(
-            "confidence {:?}: validation AUROC hit@1 {:.4}, hit@10 {:.4}{}",
-            s.signal,
-            s.auroc_hit1.unwrap_or(f64::NAN),
-            s.auroc_hit10.unwrap_or(f64::NAN),
-            if s.signal == choice.source {
-                " (chosen)"
-            } else {
-                ""
-            }
-        );
+    for line in choice.lines() {
+        eprintln!("{line}");
     }
     eprintln!(
         "wrote {} and {} ({} validation rows, beam {beam})",
