@@ -20,6 +20,7 @@
 //! (checkpoints are taken at epoch ends).
 
 pub mod batches;
+pub mod ema;
 pub mod grpo;
 pub mod optim;
 pub mod rl;
@@ -102,6 +103,10 @@ pub struct SftArgs {
     pub eval_batch: usize,
     /// Stop after this many optimiser steps in total (smoke tests, benchmarks).
     pub max_steps: Option<usize>,
+    /// Validate and keep an exponential moving average of the weights with this decay
+    /// ([`ema`]); `None` = the live weights.
+    #[serde(default)]
+    pub ema: Option<f64>,
 }
 
 impl Default for SftArgs {
@@ -123,6 +128,7 @@ impl Default for SftArgs {
             eval_rows: 0,
             eval_batch: 256,
             max_steps: None,
+            ema: None,
         }
     }
 }
@@ -184,6 +190,10 @@ pub struct EpochLog {
     pub tokens_per_s: f64,
     /// Next-item targets per second (training).
     pub targets_per_s: f64,
+    /// With `--ema`: validation HR@10 and NDCG@10 of the live weights, next to the
+    /// average's above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_live: Option<(f64, f64)>,
 }
 
 /// A loaded run: its description, the model and its variables.
@@ -466,6 +476,7 @@ pub fn train_sft(args: &SftArgs, cfg: &ModelConfig, out: &Path, resume: bool) ->
         ..AdamWParams::default()
     };
     let named = named_vars(&varmap)?;
+    let mut ema = args.ema.map(|d| ema::Ema::new(&named, d)).transpose()?;
     let mut opt = AdamW::new(named, params)?;
     let mut state = TrainState::default();
     if resume {
@@ -473,6 +484,9 @@ pub fn train_sft(args: &SftArgs, cfg: &ModelConfig, out: &Path, resume: bool) ->
         varmap.load(out.join("last.safetensors"))?;
         opt.load(&out.join("optimizer.safetensors"), &device)?;
         opt.step_count = state.steps;
+        if let Some(ema) = &mut ema {
+            ema.load(&out.join(ema::FILE), &device)?;
+        }
         eprintln!(
             "resuming after epoch {} (step {})",
             state.epochs_done, state.steps
@@ -561,6 +575,9 @@ pub fn train_sft(args: &SftArgs, cfg: &ModelConfig, out: &Path, resume: bool) ->
                 1.0
             };
             opt.step(&grads, scale)?;
+            if let Some(ema) = &mut ema {
+                ema.update(state.steps)?;
+            }
             if !lv.is_finite() {
                 bail!("training diverged: loss {lv} at step {}", state.steps);
             }
@@ -579,6 +596,14 @@ pub fn train_sft(args: &SftArgs, cfg: &ModelConfig, out: &Path, resume: bool) ->
         pb.finish_and_clear();
         let train_s = t0.elapsed().as_secs_f64();
         let t1 = Instant::now();
+        // With --ema, the averaged weights are validated and kept as the best model; the
+        // live ones are validated too, for the log.
+        let mut valid_live = None;
+        if let Some(ema) = &mut ema {
+            let live = validate(&model, &ds, &valid_rows, args)?;
+            valid_live = Some((live.item.hr_at(10), live.item.ndcg_at(10)));
+            ema.swap()?;
+        }
         let v = validate(&model, &ds, &valid_rows, args)?;
         let eval_s = t1.elapsed().as_secs_f64();
         state.epochs_done = epoch + 1;
@@ -593,6 +618,7 @@ pub fn train_sft(args: &SftArgs, cfg: &ModelConfig, out: &Path, resume: bool) ->
             eval_s,
             tokens_per_s: tokens as f64 / train_s.max(1e-9),
             targets_per_s: targets as f64 / train_s.max(1e-9),
+            valid_live,
         };
         let improved = entry.valid_ndcg10 > state.best_ndcg10 || state.best_epoch == 0;
         if improved {
@@ -603,17 +629,24 @@ pub fn train_sft(args: &SftArgs, cfg: &ModelConfig, out: &Path, resume: bool) ->
         } else {
             state.epochs_without_improvement += 1;
         }
+        if let Some(ema) = &mut ema {
+            ema.swap()?;
+            ema.save(&out.join(ema::FILE))?;
+        }
         varmap.save(out.join("last.safetensors"))?;
         opt.save(&out.join("optimizer.safetensors"))?;
         write_json(&out.join("state.json"), &state)?;
         writeln!(log, "{}", serde_json::to_string(&entry)?)?;
         eprintln!(
-            "epoch {:>3}  loss {:.4}  valid HR@10 {:.4} NDCG@10 {:.4}{}  {:.0}s train ({:.0} tok/s, {:.0} targets/s) + {:.0}s valid",
+            "epoch {:>3}  loss {:.4}  valid HR@10 {:.4} NDCG@10 {:.4}{}{}  {:.0}s train ({:.0} tok/s, {:.0} targets/s) + {:.0}s valid",
             entry.epoch,
             entry.train_loss,
             entry.valid_hr10,
             entry.valid_ndcg10,
             if improved { " *" } else { "" },
+            entry.valid_live.map_or(String::new(), |(hr, ndcg)| format!(
+                "  (live weights: HR@10 {hr:.4} NDCG@10 {ndcg:.4})"
+            )),
             train_s,
             entry.tokens_per_s,
             entry.targets_per_s,

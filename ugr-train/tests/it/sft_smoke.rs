@@ -91,3 +91,51 @@ fn sft_learns_and_resumes() {
     assert_eq!(log.len(), 4);
     assert!(log[3].steps > log[2].steps);
 }
+
+#[test]
+fn with_ema_the_saved_model_is_the_validated_average() {
+    ugr_train::configure_runtime();
+    let data_path = PathBuf::from(synthetic::BUILTIN);
+    let ds = data::load(&data_path, &LoadOptions::default()).unwrap();
+    let cfg = one_layer(&ds.catalog);
+    let args = SftArgs {
+        data: data_path,
+        epochs: 2,
+        batch_size: 64,
+        lr: 5e-3,
+        warmup_steps: 5,
+        eval_rows: 100,
+        patience: 10,
+        ema: Some(0.9),
+        ..SftArgs::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let state = train::train_sft(&args, &cfg, dir.path(), false).unwrap();
+    assert!(dir.path().join(train::ema::FILE).exists());
+
+    // model.safetensors holds an average, not live weights...
+    let best = train::load_run(dir.path(), "model.safetensors", &Device::Cpu).unwrap();
+    let last = train::load_run(dir.path(), "last.safetensors", &Device::Cpu).unwrap();
+    let sorted = |v: &candle_nn::VarMap| {
+        let mut vars = train::named_vars(v).unwrap();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        vars
+    };
+    let differ = sorted(&best.varmap)
+        .iter()
+        .zip(sorted(&last.varmap))
+        .any(|((_, a), (_, b))| {
+            let d = (a.as_tensor() - b.as_tensor()).unwrap().abs().unwrap();
+            d.max_all().unwrap().to_scalar::<f32>().unwrap() > 0.0
+        });
+    assert!(differ, "the saved model equals the live weights");
+    // ...and it is exactly the model that was validated.
+    let rows = train::sample_rows(&ds.valid, args.eval_rows, args.seed);
+    let v = train::validate(&best.model, &ds, &rows, &args).unwrap();
+    assert_eq!(v.item.ndcg_at(10), state.best_ndcg10);
+
+    // A resumed run reads the average back and continues it.
+    let more = SftArgs { epochs: 3, ..args };
+    let state = train::train_sft(&more, &cfg, dir.path(), true).unwrap();
+    assert_eq!(state.epochs_done, 3);
+}

@@ -167,6 +167,10 @@ pub(crate) struct SftCli {
     /// Stop after this many optimiser steps.
     #[arg(long)]
     pub(crate) max_steps: Option<usize>,
+    /// Validate, keep and export an exponential moving average of the weights with this
+    /// decay (e.g. 0.999) instead of the live weights.
+    #[arg(long)]
+    pub(crate) ema: Option<f64>,
     #[arg(long, default_value_t = 128)]
     pub(crate) d_model: usize,
     /// User-encoder layers.
@@ -272,6 +276,7 @@ pub(crate) fn train_sft(a: &SftCli) -> Result<()> {
         eval_rows: a.eval_rows,
         eval_beam: a.eval_beam,
         max_steps: a.max_steps,
+        ema: a.ema,
         ..SftArgs::default()
     };
     let (args, cfg) = if a.resume {
