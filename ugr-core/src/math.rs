@@ -105,11 +105,13 @@ mod tests {
     fn exp_matches_libm() {
         let mut worst = 0f32;
         let mut x = -87.0f32;
+        // Under Miri (CI) a coarser sweep: 870 interpreted points instead of 87,000.
+        let dx = if cfg!(miri) { 0.1 } else { 0.001 };
         while x <= 0.0 {
             let want = libm::expf(x);
             let rel = ((exp(x) - want) / want).abs();
             worst = worst.max(rel);
-            x += 0.001;
+            x += dx;
         }
         assert!(worst < 2e-7, "worst relative error {worst}");
         assert_eq!(exp(f32::NEG_INFINITY), exp(-87.0));

@@ -39,8 +39,7 @@ fn run(
 }
 
 proptest! {
-    // Under Miri (CI), a few cases each: the point there is undefined behaviour, not coverage.
-    #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 3 } else { 256 }))]
+    #![proptest_config(common::proptest_config(256))]
 
     /// With B >= number of SIDs the search is exhaustive: it returns exactly the top K of
     /// the full ranking, same items, same order, same log-probs (bit for bit).

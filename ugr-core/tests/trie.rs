@@ -9,8 +9,7 @@ use proptest::prelude::*;
 use ugr_core::NodeId;
 
 proptest! {
-    // Under Miri (CI), a few cases each: the point there is undefined behaviour, not coverage.
-    #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 3 } else { 256 }))]
+    #![proptest_config(common::proptest_config(256))]
 
     #[test]
     fn trie_matches_brute_force(catalog in catalog_strategy()) {
@@ -66,6 +65,7 @@ proptest! {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "a check of the generator (200 catalogs), not of unsafe code")]
 fn both_child_lookups_are_exercised() {
     use proptest::strategy::ValueTree;
     let mut runner = proptest::test_runner::TestRunner::deterministic();

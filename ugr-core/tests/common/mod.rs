@@ -3,9 +3,27 @@
 #![allow(dead_code, unreachable_pub)]
 
 use proptest::prelude::*;
+use proptest::test_runner::RngAlgorithm;
 use ugr_core::math::log_sum_exp;
 use ugr_core::model::testing::HashModel;
 use ugr_core::{Catalog, CatalogBuilder, ItemId, Normalization, Sid, SidVocab, Special, TokenId};
+
+/// The property tests' configuration: `cases` natively. Under Miri (CI) two cases with
+/// proptest's cheap XorShift generator and no regression files (Miri isolates the file
+/// system): the point there is undefined behaviour, not coverage, and ChaCha-generated
+/// values cost seconds each when interpreted.
+pub fn proptest_config(cases: u32) -> ProptestConfig {
+    if cfg!(miri) {
+        ProptestConfig {
+            cases: 2,
+            rng_algorithm: RngAlgorithm::XorShift,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    } else {
+        ProptestConfig::with_cases(cases)
+    }
+}
 
 /// A random catalog: 1-4 levels, codebooks of 2-6 codes, 1-40 items with random
 /// (often colliding) SIDs, random sparse item ids and popularity.
@@ -17,7 +35,11 @@ pub fn catalog_strategy() -> impl Strategy<Value = Catalog> {
             (
                 Just(sizes),
                 proptest::collection::vec((sid, 0u32..4), n),
-                proptest::sample::subsequence((0..1000u32).collect::<Vec<_>>(), n),
+                // Under Miri a smaller id space: sampling from it is interpreted.
+                proptest::sample::subsequence(
+                    (0..if cfg!(miri) { 64 } else { 1000u32 }).collect::<Vec<_>>(),
+                    n,
+                ),
             )
         })
         .prop_map(|(sizes, entries, ids)| {
