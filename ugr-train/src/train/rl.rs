@@ -22,11 +22,18 @@
 //!    fires), no KL term, gradient norm clipped to 1.
 //!
 //! Decisions where the method is silent:
-//! - the rollouts rank by the generative score alone, never fused with the item head
-//!   ([`ugr_core::ItemFusion`]): GRPO's policy is the generative head, a group's advantages
-//!   must compare sequences the policy itself ranked, and the item head has no token
-//!   log-probs to differentiate. The item head keeps its SFT weights, and serving still
-//!   fuses it at the SFT run's fitted weight (`fusion.json` is carried over);
+//! - the policy (`policy`, [`PolicyKind`]): by default the rollouts rank by the generative
+//!   score alone, never fused with the item head ([`ugr_core::ItemFusion`]): GRPO's policy
+//!   is the generative head, as in the method, and the item head keeps its SFT weights
+//!   while serving still fuses it at the SFT run's fitted weight (`fusion.json` is carried
+//!   over). Measured, that trains a ranking the engine does not serve (the README's RL
+//!   section). An addition of ours, [`PolicyKind::Served`], makes the policy what serving
+//!   returns: the rollouts are the fused search at the SFT run's weight `w`, a group's
+//!   scores are the fused scores, and a sequence's log-probability is that of the fused
+//!   score, `sum_tokens log pi + L * w * log p_item` (the fused score is the mean token
+//!   log-prob plus `w log p_item`; the factor `L` keeps the ratio), so the same advantages
+//!   train both heads and the encoder under them. Validation then measures the served
+//!   ranking too;
 //! - the rollouts and the recompute run without dropout: the policy that samples is the
 //!   policy that is differentiated, which keeps the ratio exactly 1;
 //! - the learning rate is constant after a short linear warm-up (default: the SFT peak /
@@ -70,7 +77,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 use ugr_core::vocab::Special;
-use ugr_core::{BeamSearch, Catalog, SearchOptions, Sid};
+use ugr_core::{BeamSearch, Catalog, ItemFusion, SearchOptions, Sid};
 
 use super::grpo::{self, ConfidenceWeights, Reward};
 use super::optim::{AdamW, AdamWParams};
@@ -90,6 +97,19 @@ pub enum RewardKind {
     /// UGR: wrong beams penalised by `softmax(s / tau)` over the wrong beams.
     #[default]
     Uncertainty,
+}
+
+/// What GRPO treats as the policy (see the module's decisions).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyKind {
+    /// The generative head alone (the method's reference): rollouts by the generative score.
+    #[default]
+    Generative,
+    /// What the engine serves: rollouts through the fused search at the SFT run's fitted
+    /// weight, and the fused log-probability differentiated (needs an item head and
+    /// `fusion.json`).
+    Served,
 }
 
 /// Arguments of the RL stage (saved in `run.json` under `rl`).
@@ -121,6 +141,9 @@ pub struct RlArgs {
     /// pairwise alignment alone (the reference).
     #[serde(default)]
     pub lambda_bce: f32,
+    /// The policy GRPO trains: the generative head (reference) or the served, fused ranking.
+    #[serde(default)]
+    pub policy: PolicyKind,
     /// Group size G (beams per prompt).
     pub group: usize,
     /// Prompts per optimiser step.
@@ -171,6 +194,7 @@ impl RlArgs {
             lambda_w: 0.5,
             lambda_pw: 0.0,
             lambda_bce: 0.0,
+            policy: PolicyKind::Generative,
             group: 16,
             prompts_per_step: 16,
             lr: None,
@@ -305,6 +329,9 @@ pub fn label(a: &RlArgs) -> String {
             s.push_str("+bce");
         }
     }
+    if a.policy == PolicyKind::Served {
+        s.push_str("+served");
+    }
     s
 }
 
@@ -352,6 +379,8 @@ pub fn init_confidence_tokens(varmap: &VarMap) -> Result<()> {
 struct Group {
     prompt: usize,
     sids: Vec<Sid>,
+    /// Catalog SID index of each of `sids` (the item head's columns).
+    sid_rows: Vec<u32>,
     advantages: Vec<f32>,
     alpha: f32,
     pairs: Vec<(usize, usize, f32)>,
@@ -440,11 +469,30 @@ pub fn train_rl(args: &RlArgs, out: &Path) -> Result<RlSummary> {
     }
     let all_prompts = prompts(&ds, cfg.max_history);
     let valid_rows = sample_rows(&ds.valid, args.eval_rows, args.seed);
+    // The served policy fuses the item head at the SFT run's fitted weight.
+    let served = match args.policy {
+        PolicyKind::Generative => None,
+        PolicyKind::Served => {
+            ensure!(
+                model.has_item_head(),
+                "--policy served needs an item head ({} was trained without one)",
+                args.from.display()
+            );
+            let fit = eval::fusion::read(&args.from)?.with_context(|| {
+                format!(
+                    "--policy served needs the SFT run's fusion weight: run `ugr train fuse --run {}`",
+                    args.from.display()
+                )
+            })?;
+            Some(fit.weight)
+        }
+    };
     let search_opts = SearchOptions {
         beam: args.group,
         top_k: args.group,
         learned_confidence: false,
         normalization: cfg.normalization(),
+        item_fusion: served.map_or(ItemFusion::Off, ItemFusion::Weight),
         ..SearchOptions::default()
     };
     search_opts.validate()?;
@@ -482,7 +530,15 @@ pub fn train_rl(args: &RlArgs, out: &Path) -> Result<RlSummary> {
         points: Vec::new(),
     };
     let validate = |model: &SidTransformer| -> Result<(f64, f64)> {
-        let r = eval::evaluate(model, &ds.catalog, &valid_rows, args.eval_beam, 256, |_| {})?;
+        let r = eval::evaluate_with(
+            model,
+            &ds.catalog,
+            &valid_rows,
+            args.eval_beam,
+            256,
+            served,
+            |_| {},
+        )?;
         Ok((r.item.hr_at(10), r.item.ndcg_at(10)))
     };
     let (hr0, ndcg0) = validate(&model)?;
@@ -520,6 +576,7 @@ pub fn train_rl(args: &RlArgs, out: &Path) -> Result<RlSummary> {
                 &mut search,
                 &search_opts,
                 &args,
+                served,
                 &conf_weights,
                 &batch,
                 &mut opt,
@@ -679,6 +736,7 @@ fn rl_step(
     search: &mut BeamSearch<'_>,
     opts: &SearchOptions,
     args: &RlArgs,
+    served: Option<f32>,
     conf_weights: &ConfidenceWeights,
     batch: &[&Example],
     opt: &mut AdamW,
@@ -717,6 +775,7 @@ fn rl_step(
                 groups.push(Group {
                     prompt: p,
                     sids: seen.iter().map(|&s| catalog.sid(s)).collect(),
+                    sid_rows: seen.clone(),
                     advantages: vec![0.0; correct.len()],
                     alpha: 0.0,
                     pairs: Vec::new(),
@@ -746,6 +805,7 @@ fn rl_step(
         groups.push(Group {
             prompt: p,
             sids,
+            sid_rows: seen.clone(),
             advantages: grpo::advantages(&rewards),
             alpha,
             pairs,
@@ -791,10 +851,31 @@ fn rl_step(
         }
     }
     let rows = sids.len();
+    // the served policy's item term: log p_item of each row's SID, from its group's user
+    let item_log_probs = match served {
+        Some(w) => {
+            let scores = model
+                .item_scores(&users)?
+                .context("--policy served needs an item head")?;
+            let n_sids = scores.dim(1)?;
+            let flat = candle_nn::ops::log_softmax(&scores, D::Minus1)?.flatten_all()?;
+            let at: Vec<u32> = groups
+                .iter()
+                .enumerate()
+                .flat_map(|(gi, g)| g.sid_rows.iter().map(move |&s| (gi * n_sids) as u32 + s))
+                .collect();
+            Some((flat.index_select(&Tensor::new(at.as_slice(), device)?, 0)? * (levels * f64::from(w)))?)
+        }
+        None => None,
+    };
     let users = users.index_select(&Tensor::new(rep.as_slice(), device)?, 0)?;
     let (log_probs, diff) = model.score_sids(catalog, &users, &sids, args.confidence)?;
     let coef = Tensor::from_vec(coef, rows, device)?;
-    let policy = log_probs.sum(D::Minus1)?.mul(&coef)?.sum_all()?;
+    let mut sequence = log_probs.sum(D::Minus1)?;
+    if let Some(item) = item_log_probs {
+        sequence = (sequence + item)?;
+    }
+    let policy = sequence.mul(&coef)?.sum_all()?;
     let mut loss = policy.clone();
     let mut conf_value = 0.0;
     if let Some(diff) = diff {

@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use ugr_train::data;
 use ugr_train::model::{HistoryEncoding, ItemOutput, ModelConfig};
-use ugr_train::train::rl::{RewardKind, RlArgs};
+use ugr_train::train::rl::{PolicyKind, RewardKind, RlArgs};
 use ugr_train::train::{self, DeviceKind, SftArgs};
 
 use super::{DataArgs, on_off};
@@ -89,6 +89,11 @@ pub(crate) struct RlCli {
     /// beam's confidence against "is the target", over every group (0 = pairwise alone).
     #[arg(long, default_value_t = 0.0)]
     pub(crate) lambda_bce: f32,
+    /// What GRPO trains: the generative head (the method's reference), or the served ranking
+    /// (rollouts through the fused search, both heads trained; needs the SFT run's item head
+    /// and fusion.json).
+    #[arg(long, value_enum, default_value_t = PolicyKind::Generative)]
+    pub(crate) policy: PolicyKind,
     /// Group size G: beams (distinct items) per prompt.
     #[arg(long, default_value_t = 16)]
     pub(crate) group: usize,
@@ -333,6 +338,7 @@ pub(crate) fn train_rl(a: &RlCli) -> Result<()> {
         lambda_w: a.lambda_w,
         lambda_pw: a.lambda_pw,
         lambda_bce: a.lambda_bce,
+        policy: a.policy,
         group: a.group,
         prompts_per_step: a.prompts_per_step,
         lr: a.lr,
