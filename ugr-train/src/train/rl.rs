@@ -437,6 +437,25 @@ pub fn train_rl(args: &RlArgs, out: &Path) -> Result<RlSummary> {
     if args.confidence {
         init_confidence_tokens(&varmap)?;
     }
+    // The served policy fuses the item head at the SFT run's fitted weight (checked before
+    // anything is written to `out`).
+    let served = match args.policy {
+        PolicyKind::Generative => None,
+        PolicyKind::Served => {
+            ensure!(
+                model.has_item_head(),
+                "--policy served needs an item head ({} was trained without one)",
+                args.from.display()
+            );
+            let fit = eval::fusion::read(&args.from)?.with_context(|| {
+                format!(
+                    "--policy served needs the SFT run's fusion weight: run `ugr train fuse --run {}`",
+                    args.from.display()
+                )
+            })?;
+            Some(fit.weight)
+        }
+    };
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let info = RunInfo {
         format: super::RUN_FORMAT,
@@ -469,24 +488,6 @@ pub fn train_rl(args: &RlArgs, out: &Path) -> Result<RlSummary> {
     }
     let all_prompts = prompts(&ds, cfg.max_history);
     let valid_rows = sample_rows(&ds.valid, args.eval_rows, args.seed);
-    // The served policy fuses the item head at the SFT run's fitted weight.
-    let served = match args.policy {
-        PolicyKind::Generative => None,
-        PolicyKind::Served => {
-            ensure!(
-                model.has_item_head(),
-                "--policy served needs an item head ({} was trained without one)",
-                args.from.display()
-            );
-            let fit = eval::fusion::read(&args.from)?.with_context(|| {
-                format!(
-                    "--policy served needs the SFT run's fusion weight: run `ugr train fuse --run {}`",
-                    args.from.display()
-                )
-            })?;
-            Some(fit.weight)
-        }
-    };
     let search_opts = SearchOptions {
         beam: args.group,
         top_k: args.group,

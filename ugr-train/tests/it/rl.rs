@@ -367,6 +367,10 @@ fn the_served_policy_trains_the_item_head_and_needs_one() {
     let refused = rl(&plain, &tmp.path().join("refused"));
     assert!(!refused.status.success());
     assert!(
+        !tmp.path().join("refused").exists(),
+        "a refused run writes nothing"
+    );
+    assert!(
         String::from_utf8_lossy(&refused.stderr).contains("--policy served needs an item head"),
         "{}",
         String::from_utf8_lossy(&refused.stderr)
