@@ -41,6 +41,11 @@ fn tiny(catalog: &ugr_core::Catalog) -> ModelConfig {
 
 /// A short SFT run on the built-in synthetic data.
 fn sft_run(dir: &Path) {
+    sft_run_with(dir, tiny);
+}
+
+/// [`sft_run`] with the model configuration `cfg` gives for the catalog.
+fn sft_run_with(dir: &Path, cfg: impl FnOnce(&ugr_core::Catalog) -> ModelConfig) {
     let args = SftArgs {
         epochs: 1,
         max_steps: Some(40),
@@ -51,7 +56,7 @@ fn sft_run(dir: &Path) {
         ..SftArgs::default()
     };
     let ds = ugr_train::data::load(&args.data, &args.load).unwrap();
-    train::train_sft(&args, &tiny(&ds.catalog), dir, false).unwrap();
+    train::train_sft(&args, &cfg(&ds.catalog), dir, false).unwrap();
 }
 
 fn weights(path: &Path) -> Vec<f32> {
@@ -268,62 +273,36 @@ fn rl_runs_with_every_option_and_exports_confidence() {
 fn the_served_policy_trains_the_item_head_and_needs_one() {
     ugr_train::configure_runtime();
     let tmp = tempfile::tempdir().unwrap();
-    let args = SftArgs {
-        epochs: 1,
-        max_steps: Some(30),
-        batch_size: 64,
-        lr: 5e-3,
-        warmup_steps: 5,
-        eval_rows: 100,
-        ..SftArgs::default()
-    };
-    let ds = ugr_train::data::load(&args.data, &args.load).unwrap();
-    let with_head = ModelConfig {
-        sid_embeddings: ds.catalog.sid_count() + 1,
+    let sft = tmp.path().join("sft-item");
+    sft_run_with(&sft, |catalog| ModelConfig {
+        sid_embeddings: catalog.sid_count() + 1,
         item_loss: 1.0,
         item_output: ugr_train::model::ItemOutput::Untied,
-        ..tiny(&ds.catalog)
-    };
-    let sft = tmp.path().join("sft-item");
-    train::train_sft(&args, &with_head, &sft, false).unwrap();
+        ..tiny(catalog)
+    });
     assert!(
         sft.join("fusion.json").exists(),
         "an SFT run with an item head fits its fusion weight"
     );
-    let out = tmp.path().join("served");
-    let rl = |from: &Path, out: &Path| {
+    let rl = |from: &Path, out: &Path, policy: &str| {
         Command::new(env!("CARGO_BIN_EXE_ugr"))
-            .args([
-                "train",
-                "rl",
-                "--from",
-                from.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-            ])
-            .args([
-                "--policy",
-                "served",
-                "--max-steps",
-                "3",
-                "--prompts-per-step",
-                "8",
-                "--group",
-                "6",
-            ])
-            .args(["--max-prompts", "64", "--eval-every", "3", "--eval-rows", "100"])
-            .args(["--calibration-rows", "100", "--lr", "1e-3", "--confidence", "off"])
+            .args(["train", "rl", "--policy", policy, "--confidence", "off"])
+            .args(["--from", from.to_str().unwrap(), "--out", out.to_str().unwrap()])
+            .args(["--max-steps", "3", "--eval-every", "3", "--prompts-per-step", "8"])
+            .args(["--group", "6", "--max-prompts", "64", "--eval-rows", "100"])
+            .args(["--calibration-rows", "100", "--lr", "1e-3"])
             .output()
             .unwrap()
     };
-    let done = rl(&sft, &out);
-    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
-    let curves: Curves = read_json(&out.join("curves.json")).unwrap();
-    assert!(curves.label.ends_with("+served"), "{}", curves.label);
     let item_out = |path: &Path| -> Vec<f32> {
         let t = candle_core::safetensors::load(path, &Device::Cpu).unwrap();
         t["item_out.weight"].flatten_all().unwrap().to_vec1().unwrap()
     };
+    let out = tmp.path().join("served");
+    let done = rl(&sft, &out, "served");
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    let curves: Curves = read_json(&out.join("curves.json")).unwrap();
+    assert!(curves.label.ends_with("+served"), "{}", curves.label);
     assert_ne!(
         item_out(&sft.join("model.safetensors")),
         item_out(&out.join("model.safetensors")),
@@ -331,40 +310,16 @@ fn the_served_policy_trains_the_item_head_and_needs_one() {
     );
     // the generative policy leaves the item head as SFT made it
     let generative = tmp.path().join("generative");
-    ugr(&[
-        "train",
-        "rl",
-        "--from",
-        sft.to_str().unwrap(),
-        "--out",
-        generative.to_str().unwrap(),
-        "--max-steps",
-        "2",
-        "--prompts-per-step",
-        "8",
-        "--group",
-        "6",
-        "--max-prompts",
-        "64",
-        "--eval-every",
-        "2",
-        "--eval-rows",
-        "100",
-        "--calibration-rows",
-        "100",
-        "--lr",
-        "1e-3",
-        "--confidence",
-        "off",
-    ]);
+    let done = rl(&sft, &generative, "generative");
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
     assert_eq!(
         item_out(&sft.join("model.safetensors")),
         item_out(&generative.join("model.safetensors"))
     );
-    // a model without an item head is refused, not crashed on
+    // a model without an item head is refused, not crashed on, and nothing is written
     let plain = tmp.path().join("sft");
     sft_run(&plain);
-    let refused = rl(&plain, &tmp.path().join("refused"));
+    let refused = rl(&plain, &tmp.path().join("refused"), "served");
     assert!(!refused.status.success());
     assert!(
         !tmp.path().join("refused").exists(),
