@@ -281,10 +281,12 @@ impl Engine {
 
     /// Opens an artifact file ([`BackendChoice::Auto`]).
     ///
-    /// The path must name a regular file (checked before opening it, so a FIFO cannot block
-    /// the caller and a device such as `/dev/zero` is not read) of at most
+    /// The path must name a regular file of at most
     /// [`MAX_ARTIFACT_BYTES`](Engine::MAX_ARTIFACT_BYTES); anything else is [`Error::Io`]
-    /// (`InvalidInput`).
+    /// (`InvalidInput`). The check is made on the file that was opened, not on the path: on
+    /// Unix the file is opened with `O_NONBLOCK` and its descriptor is checked (`fstat`), so a
+    /// FIFO cannot block the caller even when the path is swapped between calls, and a device
+    /// such as `/dev/zero` is never read.
     #[cfg(feature = "std")]
     pub fn open(path: impl AsRef<std::path::Path>) -> Result<Engine> {
         Engine::open_with(path, BackendChoice::Auto)
@@ -293,25 +295,7 @@ impl Engine {
     /// Opens an artifact file (checked as [`open`](Engine::open) does) with the chosen backend.
     #[cfg(feature = "std")]
     pub fn open_with(path: impl AsRef<std::path::Path>, choice: BackendChoice) -> Result<Engine> {
-        use std::io::Read;
-        let invalid = |what: &str| Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, what));
-        let path = path.as_ref();
-        let meta = std::fs::metadata(path).map_err(Error::Io)?;
-        if !meta.is_file() {
-            return Err(invalid("not a regular file"));
-        }
-        if meta.len() > Self::MAX_ARTIFACT_BYTES {
-            return Err(invalid("larger than Engine::MAX_ARTIFACT_BYTES"));
-        }
-        let file = std::fs::File::open(path).map_err(Error::Io)?;
-        // The file may grow between the check and the read: read one byte past the limit at most.
-        let mut bytes = Vec::with_capacity(meta.len() as usize);
-        file.take(Self::MAX_ARTIFACT_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(Error::Io)?;
-        if bytes.len() as u64 > Self::MAX_ARTIFACT_BYTES {
-            return Err(invalid("larger than Engine::MAX_ARTIFACT_BYTES"));
-        }
+        let bytes = read_artifact_file(path.as_ref(), Self::MAX_ARTIFACT_BYTES)?;
         Engine::from_bytes_with(&bytes, choice)
     }
 
@@ -418,4 +402,34 @@ impl Engine {
         let mut search = BeamSearch::new(&self.catalog).with_calibration(self.calibration.as_ref());
         search.run(&self.model, histories, &self.options(opts))
     }
+}
+
+/// Reads a regular file of at most `limit` bytes: opened without blocking (Unix), then
+/// checked through its descriptor, so what is checked is what is read.
+#[cfg(feature = "std")]
+fn read_artifact_file(path: &std::path::Path, limit: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let invalid = |what: &str| Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, what));
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path).map_err(Error::Io)?;
+    let meta = file.metadata().map_err(Error::Io)?;
+    if !meta.is_file() {
+        return Err(invalid("not a regular file"));
+    }
+    if meta.len() > limit {
+        return Err(invalid("larger than Engine::MAX_ARTIFACT_BYTES"));
+    }
+    // The file may grow between the check and the read: read one byte past the limit at most.
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(Error::Io)?;
+    if bytes.len() as u64 > limit {
+        return Err(invalid("larger than Engine::MAX_ARTIFACT_BYTES"));
+    }
+    Ok(bytes)
 }

@@ -161,3 +161,136 @@ fn byte_mutations_never_panic_or_hang() {
     }
     eprintln!("{count} mutated models: {opened} opened, {refused} refused with a typed error");
 }
+
+/// The tiny model as exported before the weight section existed: graphs only, so
+/// [`BackendChoice::Auto`] runs it on tract.
+fn without_weights() -> Bundle {
+    let mut b = tiny();
+    b.model.as_mut().unwrap().graphs.retain(|g| g.name != "weights");
+    b
+}
+
+/// Opens `bytes` (Auto: tract, as the artifact has no weight section) and serves one request
+/// and one batch on another thread. A panic or a hang fails the test; a typed error at open
+/// or per request is the expected outcome for a broken graph, as is a working engine.
+fn open_and_serve(bytes: Vec<u8>, what: &str) -> &'static str {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok(engine) = Engine::from_bytes(&bytes) else {
+            return tx.send("refused").unwrap();
+        };
+        let a = [ItemId::new(1), ItemId::new(2), ItemId::new(3)];
+        let b = [ItemId::new(4)];
+        let opts = SearchOptions::default();
+        let one = engine.recommend(&a, &opts);
+        let many = engine.recommend_batch(&[&a, &b, &[]], &opts);
+        // A model that failed to run must keep failing with a typed error, not panic later.
+        let again = engine.recommend(&a, &opts);
+        tx.send(match (one.is_ok(), many.is_ok(), again.is_ok()) {
+            (true, true, true) => "served",
+            _ => "failed with a typed error",
+        })
+        .unwrap();
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(r) => r,
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what}: no answer in 60 s"),
+        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{what}: panicked"),
+    }
+}
+
+/// Every byte of every constant that feeds a `Gather` (indices and tables), in every graph of
+/// an artifact without a weight section, set to a few values: the constants pass the load-time
+/// checks and drive an out-of-range gather only when the graph runs. Each case opens, serves
+/// a request and a batch: a typed error or a working engine, never a panic or a hang.
+#[test]
+fn gather_constants_mutated_fail_at_run_time_with_typed_errors() {
+    let base = without_weights();
+    let names = graph_names(&base);
+    let mut outcomes = std::collections::BTreeMap::<&str, usize>::new();
+    for graph in &names {
+        let blob = &base
+            .model
+            .as_ref()
+            .unwrap()
+            .graphs
+            .iter()
+            .find(|g| &g.name == graph)
+            .unwrap()
+            .bytes;
+        let proto = ModelProto::decode(blob.as_slice()).unwrap();
+        let g = proto.graph.as_ref().unwrap();
+        let fed: std::collections::HashSet<&str> = g
+            .node
+            .iter()
+            .filter(|n| n.op_type == "Gather")
+            .flat_map(|n| n.input.iter().map(String::as_str))
+            .collect();
+        for (t, init) in g.initializer.iter().enumerate() {
+            if !fed.contains(init.name.as_str()) || init.raw_data.len() > 64 {
+                // Large tables: their values cannot move an index; sizes are checked at load.
+                continue;
+            }
+            for at in 0..init.raw_data.len() {
+                for value in [0x80u8, 0xff, 0x7f] {
+                    let mut b = base.clone();
+                    edit(&mut b, graph, |m| {
+                        m.graph.as_mut().unwrap().initializer[t].raw_data[at] = value
+                    });
+                    let what = format!("{graph}: initializer {} byte {at} = {value:#x}", init.name);
+                    *outcomes
+                        .entry(open_and_serve(b.to_bytes().unwrap(), &what))
+                        .or_default() += 1;
+                }
+            }
+        }
+    }
+    eprintln!("Gather constants mutated: {outcomes:?}");
+    assert!(
+        outcomes.values().sum::<usize>() > 0,
+        "no Gather constant found in the graphs"
+    );
+}
+
+/// Seeded 1-4 byte mutations of every graph of an artifact without a weight section, framed
+/// with a valid checksum (what libugr's `ugr_engine_open_bytes` sees), opened with Auto and
+/// run: never a panic or a hang. `UGR_TRACT_MUTATIONS` sets the count per graph (default 40;
+/// in [`byte_mutations_never_panic_or_hang`] it is the total).
+#[test]
+fn weightless_artifacts_with_flipped_graph_bytes_never_panic_when_run() {
+    let count: u64 = std::env::var("UGR_TRACT_MUTATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    let base = without_weights();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut outcomes = std::collections::BTreeMap::<&str, usize>::new();
+    for graph in graph_names(&base) {
+        for case in 0..count {
+            let mut b = base.clone();
+            let blob = b
+                .model
+                .as_mut()
+                .unwrap()
+                .graphs
+                .iter_mut()
+                .find(|g| g.name == graph)
+                .unwrap();
+            for _ in 0..1 + next() % 4 {
+                let at = (next() % blob.bytes.len() as u64) as usize;
+                blob.bytes[at] ^= 1 << (next() % 8);
+            }
+            let what = format!("{graph} case {case}");
+            *outcomes
+                .entry(open_and_serve(b.to_bytes().unwrap(), &what))
+                .or_default() += 1;
+        }
+    }
+    eprintln!("weightless artifacts with flipped graph bytes: {outcomes:?}");
+}

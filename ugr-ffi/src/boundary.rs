@@ -2,7 +2,7 @@
 //! `catch_unwind`, with the outcome recorded for `ugr_last_error` on this thread.
 
 use core::ffi::c_char;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::CString;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -11,6 +11,29 @@ use crate::status::{Failure, ugr_status};
 thread_local! {
     /// The message of this thread's last libugr call ("" after a success).
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+thread_local! {
+    /// Whether this thread is inside a libugr call (see [`quiet_panics`]).
+    static INSIDE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// libugr never writes to its host's stderr. A panic caught at the boundary (or inside
+/// ugr-core, such as tract failing while running a graph) is reported through the status and
+/// `ugr_last_error` only; the process's panic hook would otherwise print its message (and a
+/// backtrace under `RUST_BACKTRACE=1`) before the unwind reaches `catch_unwind`. The first
+/// libugr call installs, once per process, a hook that stays silent on threads inside a
+/// libugr call and hands every other panic to the hook that was installed before it.
+fn quiet_panics() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !INSIDE.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
 }
 
 fn set_last_error(message: &str) {
@@ -42,7 +65,11 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
 /// Runs `body`, turning a `Failure` into its status and a panic into `UGR_STATUS_PANIC`,
 /// and records the message for `ugr_last_error`.
 pub(crate) fn boundary(body: impl FnOnce() -> Result<(), Failure>) -> ugr_status {
-    match catch_unwind(AssertUnwindSafe(body)) {
+    quiet_panics();
+    let outer = INSIDE.with(|i| i.replace(true));
+    let outcome = catch_unwind(AssertUnwindSafe(body));
+    INSIDE.with(|i| i.set(outer));
+    match outcome {
         Ok(Ok(())) => {
             clear_last_error();
             ugr_status::Ok
@@ -138,14 +165,42 @@ mod tests {
 
     #[test]
     fn a_panic_becomes_a_status_and_a_message() {
-        let prev = std::panic::take_hook();
-        std::panic::set_hook(Box::new(|_| {}));
         let status = boundary(|| panic!("boom {}", 7));
-        std::panic::set_hook(prev);
         assert_eq!(status, ugr_status::Panic);
         assert_eq!(last(), "panic in libugr: boom 7");
         assert_eq!(boundary(|| Ok(())), ugr_status::Ok);
         assert_eq!(last(), "");
+    }
+
+    /// Run in a child process (a fresh panic hook, stderr captured): a caught panic leaves
+    /// stderr empty even with `RUST_BACKTRACE=1`, and a panic outside libugr still reaches
+    /// the previous hook.
+    #[test]
+    fn a_caught_panic_writes_nothing_to_stderr() {
+        const NAME: &str = "boundary::tests::a_caught_panic_writes_nothing_to_stderr";
+        if std::env::var_os("UGR_PANIC_CHILD").is_some() {
+            assert_eq!(boundary(|| panic!("inside-libugr")), ugr_status::Panic);
+            assert_eq!(last(), "panic in libugr: inside-libugr");
+            let outside = std::thread::spawn(|| panic!("outside-libugr")).join();
+            assert!(outside.is_err());
+            return;
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
+            .env("UGR_PANIC_CHILD", "1")
+            .env("RUST_BACKTRACE", "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "child failed: {stderr}");
+        assert!(
+            !stderr.contains("inside-libugr"),
+            "libugr wrote to stderr: {stderr}"
+        );
+        assert!(
+            stderr.contains("outside-libugr"),
+            "the previous hook was lost: {stderr}"
+        );
     }
 
     #[test]

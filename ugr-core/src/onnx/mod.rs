@@ -2,23 +2,25 @@
 //!
 //! # Model contract
 //!
-//! An artifact's [`ModelSection`] holds a JSON [`ModelContract`] and these ONNX graphs
+//! The complete contract (with the search a runtime must reproduce: normalisation, item
+//! fusion and its forced prefixes, tie-breaks, the order of items within a SID) is
+//! `docs/serving.md`; this table is the graphs' part of it. An artifact's [`ModelSection`] holds a JSON [`ModelContract`] and these ONNX graphs
 //! (IR 8, opset 17, standard operators, weights as initializers, float32 compute). `R` is
 //! the symbolic number of rows, `T` the symbolic encoder length, `L` the SID levels, `H`
 //! the heads, `dh = d_model / H`. Token ids follow [`crate::vocab`].
 //!
 //! | graph | inputs | outputs |
 //! |---|---|---|
-//! | `prefill` | `items` i64 `[R, T, L]` (item positions: row 0 of each request is `[BOS, PAD, ...]`, then one row of level tokens per history item, PAD-padded) **or** `tokens` i64 `[R, T]` (token positions: `BOS`, then L tokens per item); `sid_rows` i64 `[R, T]` when `sid_embeddings > 0` (catalog SID index + 1 at each item's last position, else 0); `last` i64 `[R]` (flat index `r * T + p` of the row's last history position, 0 for an empty history) | `logits` f32 `[R, C_0]` (level 0 codebook); `present.<i>.k`, `present.<i>.v` f32 `[R, H, 1, dh]` per head layer; `item_logits` f32 `[R, S]` when `item_head` (the item head's logit of every catalog SID, S = `sid_embeddings - 1` = the catalog's SID count, in SID index order) |
-//! | `step_<l>`, `l = 1..L` | `token` i64 `[R]` (the level `l-1` code's token id); `past.<i>.k`, `past.<i>.v` f32 `[R, H, l, dh]` | `logits` f32 `[R, C_l]`; `present.<i>.{k,v}` `[R, H, l + 1, dh]` |
+//! | `prefill` | `items` i64 `[R, T, L]` (item positions: row 0 of each request is `[BOS, PAD, ...]`, then one row of level tokens per history item, PAD-padded) **or** `tokens` i64 `[R, T]` (token positions: `BOS`, then L tokens per item); `sid_rows` i64 `[R, T]` when `sid_embeddings > 0` (catalog SID index + 1 at each item's last position, else 0); `last` i64 `[R]` (flat index `r * T + p` of row `r`'s last position `p`: `r * T` for an empty history); layout: [`crate::history`] | `logits` f32 `[R, C_0]` (level 0 codebook); `present.<i>.k`, `present.<i>.v` f32 `[R, H, 1, dh]` per head layer; `item_logits` f32 `[R, S]` when `item_head` (the item head's logit of every catalog SID, S = `sid_embeddings - 1` = the catalog's SID count, in SID index order) |
+//! | `step_<l>`, `1 <= l < L` (an L-level model has L - 1) | `token` i64 `[R]` (the level `l-1` code's token id); `past.<i>.k`, `past.<i>.v` f32 `[R, H, l, dh]` | `logits` f32 `[R, C_l]`; `present.<i>.{k,v}` `[R, H, l + 1, dh]` |
 //! | `confidence` (when `confidence`) | `tokens` i64 `[R, 2]` (last code token, `CONF_Q`); `past.<i>.{k,v}` `[R, H, L, dh]` | `logits` f32 `[R, 2]` (`C_LOW`, `C_HIGH`) |
 //!
 //! With `item_head`, the search fuses `item_logits` with the generative score at the
 //! contract's `item_weight` ([`ItemFusion`](crate::ItemFusion)); a contract without the field
 //! is a generative-only model.
 //!
-//! The histories are truncated to the last `max_history` items by the caller (this
-//! backend does it). The KV cache lives in Rust between calls: rows are gathered by beam
+//! The search passes whole histories; [`feeds::prefill`] truncates them to the last
+//! `max_history` items. The KV cache lives in Rust between calls: rows are gathered by beam
 //! parent before each step, so the beam search's re-selection costs one copy per layer.
 //!
 //! Every step graph has fixed shapes but for `R`; [`TractModel::warm`] builds plans with
@@ -156,11 +158,14 @@ impl Graph {
         }
         let r = self.typed.symbols.sym("R");
         let subs: HashMap<Symbol, TDim> = [(r, TDim::Val(rows as i64))].into_iter().collect();
-        let plan = self
-            .typed
-            .set_symbols(&subs)
-            .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable())
+        let build = || {
+            self.typed
+                .set_symbols(&subs)
+                .and_then(|m| m.into_optimized())
+                .and_then(|m| m.into_runnable())
+        };
+        let plan = std::panic::catch_unwind(std::panic::AssertUnwindSafe(build))
+            .map_err(|_| OnnxError::Tract("tract panicked while concretising a plan".into()))?
             .map_err(tract_err)?;
         self.concrete
             .write()
@@ -169,13 +174,31 @@ impl Graph {
         Ok(())
     }
 
+    /// Runs the plan concretised for `rows` when there is one, else the symbolic plan.
     fn run(&self, rows: usize, inputs: TVec<TValue>) -> Result<TVec<TValue>, OnnxError> {
         let concrete = self.concrete.read().ok().and_then(|m| m.get(&rows).cloned());
-        concrete
-            .as_ref()
-            .unwrap_or(&self.plan)
-            .run(inputs)
-            .map_err(tract_err)
+        run_plan(concrete.as_ref().unwrap_or(&self.plan), inputs)
+    }
+}
+
+/// Runs a plan; a panic inside tract is an error too. The load-time checks
+/// ([`check::check_graph`]) bound what a graph may hold, but a constant that passes them can
+/// still drive an out-of-range `Gather` at run time (tract panics there). Plans are immutable
+/// and every run builds its own state, so the model stays usable after such a failure: the
+/// same request fails the same way, other requests are unaffected.
+fn run_plan(plan: &Plan, inputs: TVec<TValue>) -> Result<TVec<TValue>, OnnxError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plan.run(inputs))) {
+        Ok(out) => out.map_err(tract_err),
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&'static str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("no message");
+            Err(OnnxError::Tract(format!(
+                "tract panicked while running a graph: {what}"
+            )))
+        }
     }
 }
 
@@ -255,11 +278,7 @@ impl TractModel {
 
     /// The normalisation the model was trained with.
     pub fn normalization(&self) -> Normalization {
-        if self.contract.normalization == "trie" {
-            Normalization::Trie
-        } else {
-            Normalization::Level
-        }
+        self.contract.normalization.search()
     }
 
     /// Builds concretised step plans for these row counts (e.g. the beam width for one request).
@@ -340,10 +359,7 @@ impl SidModel for TractModel {
             inputs.push((g.input(f.name)?, i64_tensor(&f.shape, f.data)?));
         }
         inputs.sort_by_key(|e| e.0);
-        let out = g
-            .plan
-            .run(inputs.into_iter().map(|e| e.1).collect())
-            .map_err(tract_err)?;
+        let out = run_plan(&g.plan, inputs.into_iter().map(|e| e.1).collect())?;
         cache.rows = r;
         cache.position = 1;
         cache.items = if self.contract.item_head {
