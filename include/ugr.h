@@ -278,7 +278,10 @@ typedef struct ugr_recommendation {
    */
   float hybrid;
   /*
-   Softmax of the returned items' scores (sums to 1 over one user's results).
+   Softmax of the scores of the (up to) `k` items ranked for this user, taken before
+   `min_confidence` drops any: it sums to 1 over the results when none was dropped, and
+   to less than 1 when `min_confidence` dropped some (the kept items are not renormalised:
+   their `confidence` was computed from this value).
    */
   float posterior;
   /*

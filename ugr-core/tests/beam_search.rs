@@ -263,6 +263,49 @@ proptest! {
         prop_assert_eq!(kept.items.len(), got.items.iter().filter(|r| r.confidence >= threshold).count());
         prop_assert!(kept.items.windows(2).all(|w| w[0].hybrid >= w[1].hybrid));
     }
+
+    /// `posterior` is the softmax of the scores of the (up to) K items the search ranked,
+    /// taken before `min_confidence` drops any: without abstention the returned posteriors
+    /// sum to 1; with it, each returned item keeps the posterior it has without abstention
+    /// (so they sum to at most 1), whatever the ranking key, fusion, calibration or pruning.
+    #[test]
+    fn posterior_sums_over_the_ranked_items_before_abstention(
+        (catalog, history, seed, k, exclude, norm) in case(),
+        threshold in prop_oneof![Just(None), (0.0f32..1.0).prop_map(Some)],
+        hybrid: bool,
+        learned: bool,
+        fused: bool,
+        calibrated: bool,
+        beam in 1usize..10,
+    ) {
+        let mut model = HashModel::new(*catalog.vocab(), seed).with_confidence(learned);
+        if fused {
+            model = model.with_item_head(catalog.sid_count(), Some(1.0));
+        }
+        let cal = Calibration::isotonic(vec![0.0, 0.3, 1.0], vec![0.0, 0.5, 1.0]).unwrap();
+        let mut search = BeamSearch::new(&catalog).with_calibration(calibrated.then_some(&cal));
+        let base = SearchOptions {
+            beam,
+            top_k: k,
+            exclude_history: exclude,
+            normalization: norm,
+            rank_by: if hybrid { RankBy::Hybrid } else { RankBy::Score },
+            ..SearchOptions::default()
+        };
+        let all = &search.run(&model, &[&history], &base).unwrap()[0];
+        if !all.items.is_empty() {
+            let total: f32 = all.items.iter().map(|r| r.posterior).sum();
+            prop_assert!((total - 1.0).abs() < 1e-4, "posteriors sum to {}", total);
+        }
+        let opts = SearchOptions { min_confidence: threshold, ..base };
+        let kept = &search.run(&model, &[&history], &opts).unwrap()[0];
+        for r in &kept.items {
+            let same = all.items.iter().find(|a| a.item == r.item);
+            prop_assert_eq!(same.map(|a| a.posterior), Some(r.posterior));
+        }
+        let total: f32 = kept.items.iter().map(|r| r.posterior).sum();
+        prop_assert!(total <= 1.0 + 1e-4);
+    }
 }
 
 #[test]

@@ -78,7 +78,10 @@ pub struct ugr_recommendation {
     pub confidence: f32,
     /// `exp(score) + beta * uncalibrated confidence` (the ranking key of `UGR_RANK_BY_HYBRID`).
     pub hybrid: f32,
-    /// Softmax of the returned items' scores (sums to 1 over one user's results).
+    /// Softmax of the scores of the (up to) `k` items ranked for this user, taken before
+    /// `min_confidence` drops any: it sums to 1 over the results when none was dropped, and
+    /// to less than 1 when `min_confidence` dropped some (the kept items are not renormalised:
+    /// their `confidence` was computed from this value).
     pub posterior: f32,
     /// Probability of the whole SID under the model, `exp(sum of token log-probs)`.
     pub sequence_prob: f32,
