@@ -23,6 +23,29 @@ pub enum HistoryPositions {
     Token,
 }
 
+/// The per-level normalisation a model was trained with (the contract's `normalization`,
+/// `"level"` or `"trie"` in JSON); the search decodes with the matching
+/// [`Normalization`](crate::Normalization).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrainedNormalization {
+    /// Each level's softmax over its whole codebook: decode with [`Normalization::Level`](crate::Normalization::Level).
+    Level,
+    /// Each level's softmax over the codes the catalog trie allows after the prefix
+    /// (`ugr train sft --trie-loss`): decode with [`Normalization::Trie`](crate::Normalization::Trie).
+    Trie,
+}
+
+impl TrainedNormalization {
+    /// The search normalisation that matches how the model was trained.
+    pub fn search(self) -> crate::Normalization {
+        match self {
+            TrainedNormalization::Level => crate::Normalization::Level,
+            TrainedNormalization::Trie => crate::Normalization::Trie,
+        }
+    }
+}
+
 /// Description of an exported model (JSON in [`ModelSection::config_json`](crate::ModelSection)).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelContract {
@@ -44,8 +67,8 @@ pub struct ModelContract {
     pub sid_embeddings: u32,
     /// Whether a `confidence` graph exists.
     pub confidence: bool,
-    /// `"level"` or `"trie"`: the normalisation the model was trained with.
-    pub normalization: String,
+    /// The normalisation the model was trained with (`"level"` or `"trie"`).
+    pub normalization: TrainedNormalization,
     /// `"f32"` or `"f16"`: how weights are stored (compute is f32).
     pub weights: String,
     /// User-encoder layers (informational, for FLOP accounting; 0 when not recorded).
@@ -66,6 +89,15 @@ pub struct ModelContract {
 }
 
 impl ModelContract {
+    /// How a history becomes the encoder's positions ([`crate::history`]).
+    pub fn history_layout(&self) -> crate::history::HistoryLayout {
+        crate::history::HistoryLayout {
+            positions: self.history,
+            levels: self.codebooks.len(),
+            max_history: self.max_history as usize,
+        }
+    }
+
     /// The checks every backend makes before it runs a model for `catalog`: the format, the
     /// codebooks, the head sizes, the SID embeddings and item head against the catalog's
     /// SIDs, and the fusion weight. The error says what does not fit.

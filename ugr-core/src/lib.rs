@@ -61,6 +61,7 @@ pub mod contract;
 #[cfg(any(feature = "native", feature = "onnx"))]
 pub mod engine;
 mod error;
+pub mod history;
 pub mod ids;
 pub mod math;
 pub mod metrics;

@@ -29,8 +29,9 @@
 //! index order, valid until the next `prefill` (steps do not touch them). The search fuses
 //! them with the generative score (see [`ItemFusion`](crate::ItemFusion)).
 //!
-//! Implementations: the test models in [`testing`], the candle model of
-//! `ugr-train` (evaluation and RL rollouts) and the tract backend (feature `onnx`).
+//! Implementations: the test models in [`testing`], the native backend (feature
+//! `native`), the tract backend (feature `onnx`), the candle model of `ugr-train`
+//! (evaluation and RL rollouts) and its onnxruntime model (the `ort` benchmark).
 
 pub mod testing;
 

@@ -35,7 +35,8 @@ use core::ops::Range;
 
 use self::kernels::PackedLinear;
 pub use self::weights::{WEIGHTS_BLOB, WEIGHTS_FORMAT, WeightFile, WeightTensor, WeightType};
-use crate::contract::{HistoryPositions, ModelContract};
+use crate::contract::ModelContract;
+use crate::history::sid_row;
 use crate::{Catalog, ModelSection, Normalization, Sid, SidModel, Special, Step};
 
 /// Why the native backend cannot load or run a model.
@@ -247,7 +248,7 @@ impl Loader<'_> {
 }
 
 /// The contract checks of every backend, then what this backend also needs: the recorded
-/// encoder depth and feed-forward width, sizes an export can have, a known normalisation.
+/// encoder depth and feed-forward width, sizes an export can have.
 fn check_contract(contract: &ModelContract, catalog: &Catalog) -> Result<(), NativeError> {
     contract.check(catalog).map_err(NativeError::Contract)?;
     if contract.encoder_layers == 0 || contract.d_ff == 0 {
@@ -257,9 +258,6 @@ fn check_contract(contract: &ModelContract, catalog: &Catalog) -> Result<(), Nat
     }
     if contract.d_model > 1 << 14 || contract.d_ff > 1 << 16 || contract.max_history > 1 << 16 {
         return Err(NativeError::Contract("sizes beyond what an exported model uses"));
-    }
-    if contract.normalization != "level" && contract.normalization != "trie" {
-        return Err(NativeError::Contract("unknown normalisation"));
     }
     Ok(())
 }
@@ -288,11 +286,7 @@ impl NativeModel {
         let d_ff = contract.d_ff as usize;
         let levels = vocab.levels();
         let v = vocab.size() as usize;
-        let per_item = match contract.history {
-            HistoryPositions::Item => 1,
-            HistoryPositions::Token => levels,
-        };
-        let enc_positions = 1 + contract.max_history as usize * per_item;
+        let enc_positions = contract.history_layout().len(contract.max_history as usize);
         let cap = levels + 2;
         let tok_emb = w.get("tok_emb.weight", &[v, d])?;
         let out_bias = w.get("out_bias", &[v])?;
@@ -358,11 +352,7 @@ impl NativeModel {
 
     /// The normalisation the model was trained with.
     pub fn normalization(&self) -> Normalization {
-        if self.contract.normalization == "trie" {
-            Normalization::Trie
-        } else {
-            Normalization::Level
-        }
+        self.contract.normalization.search()
     }
 
     /// Multiply-adds of one prefill for a history of `items` items, and of one level step
@@ -370,11 +360,7 @@ impl NativeModel {
     pub fn macs(&self, items: usize, rows: usize) -> (u64, u64) {
         let d = self.d as u64;
         let per_row = 4 * d * d + 2 * d * u64::from(self.contract.d_ff);
-        let per_item = match self.contract.history {
-            HistoryPositions::Item => 1,
-            HistoryPositions::Token => self.catalog.vocab().levels() as u64,
-        };
-        let t = 1 + per_item * items.min(self.contract.max_history as usize) as u64;
+        let t = self.contract.history_layout().len(items) as u64;
         let head = per_row * self.head.len() as u64;
         let item_head = self.item.as_ref().map_or(0, |i| i.table.n() as u64 * d);
         let level = |l: usize| self.level_logits[l].n() as u64 * d;
@@ -411,52 +397,38 @@ impl NativeModel {
         add(&mut s.x[..n * d], &s.proj[..n * d]);
     }
 
-    /// The encoder input of one history: rows `[t, d]` appended to `x`; returns `t`.
+    /// The encoder input of one (truncated) history, laid out as [`crate::history`] says:
+    /// rows `[t, d]` appended to `x`; returns `t`.
     fn embed_history(&self, h: &[Sid], x: &mut Vec<f32>) -> Result<usize, NativeError> {
         let d = self.d;
         let vocab = self.catalog.vocab();
-        let levels = vocab.levels();
-        let sid_row = |sid: &Sid| -> usize {
-            let s = self.catalog.lookup(sid).map_or(0, |s| s as usize + 1);
-            if s < self.contract.sid_embeddings as usize {
-                s
-            } else {
-                0
-            }
-        };
+        let layout = self.contract.history_layout();
+        let t = layout.len(h.len());
         let start = x.len();
-        let push_token = |x: &mut Vec<f32>, tok: u32| {
-            let t = tok as usize;
-            x.extend_from_slice(&self.tok_emb[t * d..(t + 1) * d]);
+        x.resize(start + t * d, 0.0);
+        let mut rows = vec![0u32; t];
+        let add_token = |x: &mut [f32], p: usize, tok: u32| {
+            let tok = tok as usize;
+            add(
+                &mut x[start + p * d..start + (p + 1) * d],
+                &self.tok_emb[tok * d..(tok + 1) * d],
+            );
         };
-        push_token(x, Special::Bos.token().as_u32());
-        let mut rows = vec![0usize];
-        for sid in h {
+        add_token(x, 0, Special::Bos.token().as_u32());
+        for (i, sid) in h.iter().enumerate() {
             vocab
                 .check(sid)
                 .map_err(|_| NativeError::Unsupported("history SID outside the vocabulary"))?;
-            match self.contract.history {
-                HistoryPositions::Item => {
-                    let at = x.len();
-                    x.resize(at + d, 0.0);
-                    for (k, &c) in sid.codes().iter().enumerate() {
-                        let t = vocab.code_token(k, c).as_u32() as usize;
-                        add(&mut x[at..at + d], &self.tok_emb[t * d..(t + 1) * d]);
-                    }
-                    rows.push(sid_row(sid));
-                }
-                HistoryPositions::Token => {
-                    for (k, &c) in sid.codes().iter().enumerate() {
-                        push_token(x, vocab.code_token(k, c).as_u32());
-                        rows.push(if k + 1 == levels { sid_row(sid) } else { 0 });
-                    }
-                }
+            for (k, &c) in sid.codes().iter().enumerate() {
+                add_token(x, layout.token_position(i, k).0, vocab.code_token(k, c).as_u32());
             }
+            rows[layout.sid_row_position(i)] =
+                sid_row(&self.catalog, sid, self.contract.sid_embeddings as usize);
         }
-        let t = rows.len();
         for (p, &row) in rows.iter().enumerate() {
             let xr = &mut x[start + p * d..start + (p + 1) * d];
             if let Some(e) = &self.sid_emb {
+                let row = row as usize;
                 add(xr, &e[row * d..(row + 1) * d]);
             }
             add(xr, &self.enc_pos[p * d..(p + 1) * d]);
@@ -581,16 +553,15 @@ impl SidModel for NativeModel {
         let dh = d / heads;
         let scale = 1.0 / libm::sqrtf(dh as f32);
         let r = histories.len();
-        let max_h = self.contract.max_history as usize;
+        let layout = self.contract.history_layout();
         let s = &mut cache.s;
         // Encoder: every request's positions stacked.
         let mut x = core::mem::take(&mut s.x);
         x.clear();
         let mut segments = Vec::with_capacity(r);
         for h in histories {
-            let recent = &h[h.len().saturating_sub(max_h)..];
             let start = x.len() / d;
-            let t = self.embed_history(recent, &mut x)?;
+            let t = self.embed_history(layout.recent(h), &mut x)?;
             segments.push((start, t));
         }
         s.x = x;

@@ -11,6 +11,7 @@ use std::vec::Vec;
 
 use super::OnnxError;
 use crate::contract::{HistoryPositions, ModelContract};
+use crate::history::sid_row;
 use crate::{Catalog, Sid, Special, Step};
 
 /// One i64 input: its name in the graph, shape and row-major data.
@@ -24,8 +25,10 @@ pub struct Feed {
     pub data: Vec<i64>,
 }
 
-/// The inputs of the `prefill` graph for `histories` (each truncated to the most recent
-/// `max_history` items). `logits_for` must be the first level's codebook.
+/// The inputs of the `prefill` graph for `histories`, laid out as [`crate::history`] says
+/// (each truncated to the most recent `max_history` items). `logits_for` must be the first
+/// level's codebook. `last` holds each row's flat index `r * T + p` of its last position `p`
+/// in the `[R, T]` batch (`r * T` for an empty history).
 pub fn prefill(
     contract: &ModelContract,
     catalog: &Catalog,
@@ -39,20 +42,13 @@ pub fn prefill(
         ));
     }
     let l = vocab.levels();
-    let per_item = match contract.history {
-        HistoryPositions::Item => 1,
-        HistoryPositions::Token => l,
-    };
-    let max_h = contract.max_history as usize;
-    let recent: Vec<&[Sid]> = histories
-        .iter()
-        .map(|h| &h[h.len().saturating_sub(max_h)..])
-        .collect();
+    let layout = contract.history_layout();
+    let recent: Vec<&[Sid]> = histories.iter().map(|h| layout.recent(h)).collect();
     let r = histories.len();
-    let t = 1 + per_item * recent.iter().map(|h| h.len()).max().unwrap_or(0);
+    let t = layout.len(recent.iter().map(|h| h.len()).max().unwrap_or(0));
     let pad = i64::from(Special::Pad.token().as_u32());
     let bos = i64::from(Special::Bos.token().as_u32());
-    let width = if per_item == 1 { l } else { 1 };
+    let width = if layout.per_item() == 1 { l } else { 1 };
     let mut ids = vec![pad; r * t * width];
     let mut sid_rows = vec![0i64; r * t];
     let mut last = Vec::with_capacity(r);
@@ -62,18 +58,15 @@ pub fn prefill(
             vocab
                 .check(sid)
                 .map_err(|_| OnnxError::Unsupported("history SID outside the vocabulary"))?;
-            let at = row * t * width + (1 + i * per_item) * width;
             for (k, &c) in sid.codes().iter().enumerate() {
-                ids[at + k] = i64::from(vocab.code_token(k, c).as_u32());
+                let (p, slot) = layout.token_position(i, k);
+                ids[(row * t + p) * width + slot] = i64::from(vocab.code_token(k, c).as_u32());
             }
-            let s = catalog.lookup(sid).map_or(0, |s| i64::from(s) + 1);
-            sid_rows[row * t + (1 + i) * per_item] = if s < i64::from(contract.sid_embeddings) {
-                s
-            } else {
-                0
-            };
+            let s = sid_row(catalog, sid, contract.sid_embeddings as usize);
+            sid_rows[row * t + layout.sid_row_position(i)] = i64::from(s);
         }
-        last.push((row * t + h.len() * per_item) as i64);
+        // The flat index of the row's last position in the `[R, T]` batch.
+        last.push((row * t + layout.last(h.len())) as i64);
     }
     let mut feeds = Vec::with_capacity(3);
     feeds.push(match contract.history {

@@ -83,7 +83,11 @@ pub struct Recommendation {
     pub log_prob: f32,
     /// `exp(log_prob)`.
     pub sequence_prob: f32,
-    /// Softmax of the returned items' scores.
+    /// Softmax of the scores of the (up to) `top_k` items the search ranked for this history,
+    /// taken before [`SearchOptions::min_confidence`] removes any: the returned posteriors sum
+    /// to 1 when no item was dropped, and to less when abstention dropped some (each item
+    /// keeps the value it had; the calibrated `confidence` is derived from it, so it is not
+    /// renormalised over what is left).
     pub posterior: f32,
     /// `sigmoid(z[C_HIGH] - z[C_LOW])` after `CONF_Q`, when the model has confidence tokens.
     pub learned_confidence: Option<f32>,
@@ -135,6 +139,34 @@ struct Cand {
     cum: f32,
     node: u32,
     parent: u32,
+}
+
+/// Which logits a level asks the model for, and where the level's codebook sits in a row.
+struct LevelColumns {
+    /// The token range of each row (the level's codebook, or the whole vocabulary).
+    range: Range<u32>,
+    /// Logits per row.
+    width: usize,
+    /// Where the level's codebook starts within a row.
+    offset: usize,
+    /// The level's codebook size.
+    codebook: usize,
+}
+
+impl LevelColumns {
+    fn new(vocab: &crate::SidVocab, level: usize, normalization: Normalization) -> LevelColumns {
+        let level_tokens = vocab.level_tokens(level);
+        let range: Range<u32> = match normalization {
+            Normalization::Level | Normalization::Trie => level_tokens.clone(),
+            Normalization::FullVocab => 0..vocab.size(),
+        };
+        LevelColumns {
+            width: (range.end - range.start) as usize,
+            offset: (level_tokens.start - range.start) as usize,
+            codebook: (level_tokens.end - level_tokens.start) as usize,
+            range,
+        }
+    }
 }
 
 #[inline]
@@ -384,7 +416,8 @@ impl<'c> BeamSearch<'c> {
         }
     }
 
-    /// One level: model call, candidates, selection, pruning.
+    /// One level: the model call, then per request the candidates, the adaptive margin, the
+    /// selection with pruning and the item head's forced prefixes, and the next beams.
     fn decode_level<M: SidModel>(
         &mut self,
         model: &M,
@@ -393,47 +426,17 @@ impl<'c> BeamSearch<'c> {
         opts: &SearchOptions,
         out: &mut [Recommendations],
     ) -> Result<()> {
-        let catalog = self.catalog;
-        let vocab = catalog.vocab();
-        let trie = catalog.trie();
-        let level_tokens = vocab.level_tokens(level);
-        let range: Range<u32> = match opts.normalization {
-            Normalization::Level | Normalization::Trie => level_tokens.clone(),
-            Normalization::FullVocab => 0..vocab.size(),
-        };
-        let width = (range.end - range.start) as usize;
-        let offset = (level_tokens.start - range.start) as usize;
-        let codebook = (level_tokens.end - level_tokens.start) as usize;
+        let vocab = self.catalog.vocab();
+        let columns = LevelColumns::new(vocab, level, opts.normalization);
         let n = self.bounds.len() - 1;
-        let rows = if level == 0 {
-            let slices: Vec<&[Sid]> = self
-                .hist_bounds
-                .windows(2)
-                .map(|w| &self.hist_sids[w[0]..w[1]])
-                .collect();
-            model
-                .prefill(cache, &slices, range)
-                .map_err(|e| Error::Model(e.into()))?;
-            self.item_candidates(model, cache, opts, n)?;
-            n
-        } else {
-            let step = Step {
-                parents: &self.parents,
-                tokens: &self.tokens,
-                tokens_per_row: 1,
-                logits_for: range,
-            };
-            model.step(cache, &step).map_err(|e| Error::Model(e.into()))?;
-            self.parents.len()
-        };
+        let rows = self.run_model(model, cache, level, &columns, opts, n)?;
         let logits = model.logits(cache);
-        if logits.len() != rows * width {
+        if logits.len() != rows * columns.width {
             return Err(Error::ModelOutput {
-                expected: rows * width,
+                expected: rows * columns.width,
                 got: logits.len(),
             });
         }
-        let keep_max = opts.width();
         let last = level + 1 == vocab.levels();
         self.next.clear();
         self.next_bounds.clear();
@@ -441,121 +444,13 @@ impl<'c> BeamSearch<'c> {
         self.parents.clear();
         self.tokens.clear();
         for (r, result) in out.iter_mut().enumerate().take(n) {
-            let has_exclusions = self.excl_item_bounds[r + 1] > self.excl_item_bounds[r];
-            self.cands.clear();
-            let mut first_beam_cands = 0..0;
-            for (bi, b) in self.beams[self.bounds[r]..self.bounds[r + 1]].iter().enumerate() {
-                let row = &logits[b.row as usize * width..][..width];
-                let codes_row = &row[offset..offset + codebook];
-                let (first, codes) = trie.children(NodeId::new(b.node));
-                let lse = match opts.normalization {
-                    Normalization::Trie => {
-                        self.gathered.clear();
-                        self.gathered
-                            .extend(codes.iter().map(|&c| codes_row[usize::from(c)]));
-                        log_sum_exp(&self.gathered)
-                    }
-                    _ => log_sum_exp(row),
-                }
-                .ok_or(Error::NonFiniteLogits { row: b.row as usize })?;
-                let start = self.cands.len();
-                for (i, &code) in codes.iter().enumerate() {
-                    let node = first.as_u32() + i as u32;
-                    if has_exclusions && self.excluded_count(r, node) >= trie.item_count(NodeId::new(node)) {
-                        continue;
-                    }
-                    let lp = codes_row[usize::from(code)] - lse;
-                    self.cands.push(Cand {
-                        cum: b.cum + lp,
-                        node,
-                        parent: b.row,
-                    });
-                }
-                if bi == 0 {
-                    first_beam_cands = start..self.cands.len();
-                }
-            }
-            // Difficulty from the best beam's distribution over its allowed codes.
-            if let Pruning::Adaptive {
-                min_margin,
-                max_margin,
-                levels,
-            } = opts.pruning
-                && level < usize::from(levels)
-                && !first_beam_cands.is_empty()
-            {
-                let d = normalized_entropy(&self.cands[first_beam_cands]);
-                let st = &mut self.state[r];
-                st.entropy_sum += d;
-                st.entropy_levels += 1;
-                let difficulty = st.entropy_sum / st.entropy_levels as f32;
-                st.margin = Some(min_margin + (max_margin - min_margin) * difficulty);
-                result.stats.difficulty = Some(difficulty);
-            }
-            // Top `keep_max` by (cum desc, prefix asc).
-            let top = self.cands.len().min(keep_max);
-            if self.cands.len() > keep_max {
-                self.cands.select_nth_unstable_by(keep_max - 1, better);
-            }
-            self.cands[..top].sort_unstable_by(better);
-            // Pruning: drop the tail below best - margin once K items are covered.
-            let mut keep = top;
-            if let (Some(margin), Some(best)) = (self.state[r].margin, self.cands.first()) {
-                let floor = best.cum - margin;
-                let mut covered = 0u64;
-                for (i, c) in self.cands[..top].iter().enumerate() {
-                    if c.cum < floor && covered >= opts.top_k as u64 {
-                        keep = i;
-                        break;
-                    }
-                    let live = trie.item_count(NodeId::new(c.node)) - self.excluded_count(r, c.node);
-                    covered += u64::from(live);
-                }
-                result.stats.margin = Some(margin);
-            }
-            // The item head's prefixes ride along, after the generative beams (best first stays first).
-            if self.fusion.is_some() {
-                let forced = &self.forced[self.forced_bounds[r]..self.forced_bounds[r + 1]];
-                let tail = keep;
-                for i in tail..self.cands.len() {
-                    if forced.binary_search(&self.cands[i].node).is_ok() {
-                        self.cands.swap(keep, i);
-                        keep += 1;
-                    }
-                }
-            }
+            let first_beam = self.candidates(r, logits, &columns, opts.normalization)?;
+            self.adapt_margin(r, level, opts, first_beam, result);
+            let keep = self.select(r, opts, result);
             let first_next = self.next.len();
-            for c in &self.cands[..keep] {
-                let row = self.next.len() as u32;
-                self.next.push(Beam {
-                    node: c.node,
-                    cum: c.cum,
-                    row,
-                    parent: c.parent,
-                    item_lp: 0.0,
-                });
-                if !last {
-                    self.parents.push(c.parent);
-                    self.tokens
-                        .push(vocab.code_token(level, trie.code(NodeId::new(c.node))));
-                }
-            }
+            self.emit(level, last, keep);
             if last && let Some(w) = self.fusion {
-                let items = model.item_logits(cache).unwrap_or(&[]);
-                let s = catalog.sid_count();
-                let lse = self.item_lse[r];
-                let finals = &mut self.next[first_next..];
-                for b in finals.iter_mut() {
-                    let sid = trie
-                        .leaf_index(NodeId::new(b.node))
-                        .ok_or(Error::Corrupt("a final beam is not a leaf"))?;
-                    b.item_lp = items
-                        .get(r * s + sid as usize)
-                        .map_or(f32::NEG_INFINITY, |z| z - lse);
-                }
-                let levels = vocab.levels() as f32;
-                let fused = |b: &Beam| b.cum / levels + fuse(w, b.item_lp);
-                finals.sort_unstable_by(|a, b| fused(b).total_cmp(&fused(a)).then(a.node.cmp(&b.node)));
+                self.fuse_finals(model.item_logits(cache).unwrap_or(&[]), r, first_next, w)?;
             }
             self.next_bounds.push(self.next.len());
             let stats = &mut result.stats;
@@ -569,6 +464,200 @@ impl<'c> BeamSearch<'c> {
         }
         core::mem::swap(&mut self.beams, &mut self.next);
         core::mem::swap(&mut self.bounds, &mut self.next_bounds);
+        Ok(())
+    }
+
+    /// The model call of a level: the prefill (and the item head's candidates) at level 0, a
+    /// step over the beams' last tokens after it. Returns the rows of logits it produced.
+    fn run_model<M: SidModel>(
+        &mut self,
+        model: &M,
+        cache: &mut M::Cache,
+        level: usize,
+        columns: &LevelColumns,
+        opts: &SearchOptions,
+        requests: usize,
+    ) -> Result<usize> {
+        if level == 0 {
+            let slices: Vec<&[Sid]> = self
+                .hist_bounds
+                .windows(2)
+                .map(|w| &self.hist_sids[w[0]..w[1]])
+                .collect();
+            model
+                .prefill(cache, &slices, columns.range.clone())
+                .map_err(|e| Error::Model(e.into()))?;
+            self.item_candidates(model, cache, opts, requests)?;
+            Ok(requests)
+        } else {
+            let step = Step {
+                parents: &self.parents,
+                tokens: &self.tokens,
+                tokens_per_row: 1,
+                logits_for: columns.range.clone(),
+            };
+            model.step(cache, &step).map_err(|e| Error::Model(e.into()))?;
+            Ok(self.parents.len())
+        }
+    }
+
+    /// Request `r`'s candidates: every allowed, not wholly excluded child of each of its
+    /// beams, with its cumulative log-prob, into `self.cands`. Returns the range of the best
+    /// beam's candidates (the difficulty is measured on them).
+    fn candidates(
+        &mut self,
+        r: usize,
+        logits: &[f32],
+        columns: &LevelColumns,
+        normalization: Normalization,
+    ) -> Result<Range<usize>> {
+        let trie = self.catalog.trie();
+        let has_exclusions = self.excl_item_bounds[r + 1] > self.excl_item_bounds[r];
+        self.cands.clear();
+        let mut first_beam_cands = 0..0;
+        for bi in self.bounds[r]..self.bounds[r + 1] {
+            let b = self.beams[bi];
+            let row = &logits[b.row as usize * columns.width..][..columns.width];
+            let codes_row = &row[columns.offset..columns.offset + columns.codebook];
+            let (first, codes) = trie.children(NodeId::new(b.node));
+            let lse = match normalization {
+                Normalization::Trie => {
+                    self.gathered.clear();
+                    self.gathered
+                        .extend(codes.iter().map(|&c| codes_row[usize::from(c)]));
+                    log_sum_exp(&self.gathered)
+                }
+                _ => log_sum_exp(row),
+            }
+            .ok_or(Error::NonFiniteLogits { row: b.row as usize })?;
+            let start = self.cands.len();
+            for (i, &code) in codes.iter().enumerate() {
+                let node = first.as_u32() + i as u32;
+                if has_exclusions && self.excluded_count(r, node) >= trie.item_count(NodeId::new(node)) {
+                    continue;
+                }
+                let lp = codes_row[usize::from(code)] - lse;
+                self.cands.push(Cand {
+                    cum: b.cum + lp,
+                    node,
+                    parent: b.row,
+                });
+            }
+            if bi == self.bounds[r] {
+                first_beam_cands = start..self.cands.len();
+            }
+        }
+        Ok(first_beam_cands)
+    }
+
+    /// Adaptive pruning: the request's difficulty from the best beam's distribution over its
+    /// allowed children, averaged over the first `levels` levels, sets its margin.
+    fn adapt_margin(
+        &mut self,
+        r: usize,
+        level: usize,
+        opts: &SearchOptions,
+        first_beam_cands: Range<usize>,
+        result: &mut Recommendations,
+    ) {
+        if let Pruning::Adaptive {
+            min_margin,
+            max_margin,
+            levels,
+        } = opts.pruning
+            && level < usize::from(levels)
+            && !first_beam_cands.is_empty()
+        {
+            let d = normalized_entropy(&self.cands[first_beam_cands]);
+            let st = &mut self.state[r];
+            st.entropy_sum += d;
+            st.entropy_levels += 1;
+            let difficulty = st.entropy_sum / st.entropy_levels as f32;
+            st.margin = Some(min_margin + (max_margin - min_margin) * difficulty);
+            result.stats.difficulty = Some(difficulty);
+        }
+    }
+
+    /// Orders request `r`'s candidates and returns how many become beams: the top
+    /// `opts.width()` by (cum desc, prefix asc), less the tail pruning drops once K items are
+    /// covered, plus the item head's forced prefixes (moved right after them).
+    fn select(&mut self, r: usize, opts: &SearchOptions, result: &mut Recommendations) -> usize {
+        let trie = self.catalog.trie();
+        let keep_max = opts.width();
+        let top = self.cands.len().min(keep_max);
+        if self.cands.len() > keep_max {
+            self.cands.select_nth_unstable_by(keep_max - 1, better);
+        }
+        self.cands[..top].sort_unstable_by(better);
+        // Pruning: drop the tail below best - margin once K items are covered.
+        let mut keep = top;
+        if let (Some(margin), Some(best)) = (self.state[r].margin, self.cands.first()) {
+            let floor = best.cum - margin;
+            let mut covered = 0u64;
+            for (i, c) in self.cands[..top].iter().enumerate() {
+                if c.cum < floor && covered >= opts.top_k as u64 {
+                    keep = i;
+                    break;
+                }
+                let live = trie.item_count(NodeId::new(c.node)) - self.excluded_count(r, c.node);
+                covered += u64::from(live);
+            }
+            result.stats.margin = Some(margin);
+        }
+        // The item head's prefixes ride along, after the generative beams (best first stays first).
+        if self.fusion.is_some() {
+            let forced = &self.forced[self.forced_bounds[r]..self.forced_bounds[r + 1]];
+            let tail = keep;
+            for i in tail..self.cands.len() {
+                if forced.binary_search(&self.cands[i].node).is_ok() {
+                    self.cands.swap(keep, i);
+                    keep += 1;
+                }
+            }
+        }
+        keep
+    }
+
+    /// The first `keep` candidates become the next beams; below the last level, each also
+    /// feeds its code's token to the next step.
+    fn emit(&mut self, level: usize, last: bool, keep: usize) {
+        let vocab = self.catalog.vocab();
+        let trie = self.catalog.trie();
+        for c in &self.cands[..keep] {
+            let row = self.next.len() as u32;
+            self.next.push(Beam {
+                node: c.node,
+                cum: c.cum,
+                row,
+                parent: c.parent,
+                item_lp: 0.0,
+            });
+            if !last {
+                self.parents.push(c.parent);
+                self.tokens
+                    .push(vocab.code_token(level, trie.code(NodeId::new(c.node))));
+            }
+        }
+    }
+
+    /// Request `r`'s final beams (`self.next[first..]`) get the item head's log-probability
+    /// of their SID and are ordered by the fused score (ties by SID order).
+    fn fuse_finals(&mut self, items: &[f32], r: usize, first: usize, w: f32) -> Result<()> {
+        let trie = self.catalog.trie();
+        let s = self.catalog.sid_count();
+        let lse = self.item_lse[r];
+        let finals = &mut self.next[first..];
+        for b in finals.iter_mut() {
+            let sid = trie
+                .leaf_index(NodeId::new(b.node))
+                .ok_or(Error::Corrupt("a final beam is not a leaf"))?;
+            b.item_lp = items
+                .get(r * s + sid as usize)
+                .map_or(f32::NEG_INFINITY, |z| z - lse);
+        }
+        let levels = self.catalog.vocab().levels() as f32;
+        let fused = |b: &Beam| b.cum / levels + fuse(w, b.item_lp);
+        finals.sort_unstable_by(|a, b| fused(b).total_cmp(&fused(a)).then(a.node.cmp(&b.node)));
         Ok(())
     }
 

@@ -5,11 +5,15 @@ use crate::error::{Error, Result};
 /// Most beams or items one request may ask for (bounds the scratch memory).
 pub const MAX_WIDTH: usize = 1 << 16;
 
-/// How log-probabilities are normalised before the trie restricts them.
+/// How each level's log-probabilities are normalised.
 ///
-/// The search always takes a log-softmax over the model's distribution and *then*
-/// keeps only the codes the trie allows (it never renormalises over the allowed codes,
-/// so a model that puts mass on impossible codes is charged for it).
+/// With [`Level`](Normalization::Level) and [`FullVocab`](Normalization::FullVocab) the
+/// search takes a log-softmax over the model's distribution and *then* keeps only the codes
+/// the trie allows (it does not renormalise over the allowed codes, so a model that puts
+/// mass on impossible codes is charged for it). [`Trie`](Normalization::Trie) takes the
+/// log-softmax over the codes the trie allows after the beam's prefix (it renormalises over
+/// them); it is for models trained that way. An engine decodes with the normalisation its
+/// model's contract records ([`crate::contract::TrainedNormalization`]).
 ///
 /// The default, [`Level`](Normalization::Level), normalises over the current level's
 /// codebook: tokens of other levels and special tokens can never be emitted at that
@@ -42,7 +46,7 @@ pub enum Normalization {
 ///
 /// With [`Adaptive`](Pruning::Adaptive) the margin follows the request's difficulty: the
 /// normalised entropy `H / ln(n)` (in `[0, 1]`) of the best beam's next-token distribution
-/// over its `n` allowed codes, averaged over the first `levels` levels. A peaked
+/// over its `n` allowed (not excluded) children, averaged over the first `levels` levels. A peaked
 /// distribution (an easy request) gets `min_margin`, a flat one `max_margin`, linearly
 /// between. Beams that pruning drops are model rows saved; [`SearchStats::model_rows`]
 /// counts the rows evaluated.
@@ -72,10 +76,12 @@ pub enum Pruning {
 /// Order of the returned items.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum RankBy {
-    /// Beam score (mean token log-prob), best first (default).
+    /// The ranking score ([`Recommendation::score`](crate::Recommendation::score): the mean
+    /// token log-prob, plus the item head's share when fused), best first (default).
     #[default]
     Score,
-    /// Hybrid score `exp(score) + beta * confidence`, best first (ties keep score order).
+    /// Hybrid score `exp(score) + beta * raw confidence` (the learned confidence, else the
+    /// posterior, before calibration), best first (ties keep score order).
     Hybrid,
 }
 
@@ -83,13 +89,16 @@ pub enum RankBy {
 /// ([`SidModel::item_logits`](crate::SidModel::item_logits)).
 ///
 /// With a weight `w`, the search decodes the union of the generative beam and the item
-/// head's `max(beam, top_k)` best SIDs: the item head's SIDs are followed level by level
-/// like beams (their prefixes are kept whatever their generative rank, and cost model rows),
+/// head's `max(beam, top_k)` best SIDs (SIDs whose items are all excluded are skipped, and
+/// the next best taken): the item head's SIDs are followed level by level like beams (their
+/// prefixes are kept whatever their generative rank, and cost model rows; a forced prefix is
+/// a full beam, so its other children compete at the next level too),
 /// so every final candidate has an exact generative log-prob. Each candidate is then ranked
 /// by `score = mean token log-prob + w * log p_item(SID)`, where `p_item` is the item head's
 /// softmax over every catalog SID. Generated SIDs that the item head never saw in training and
 /// transitions that the generative head does not memorise both count.
-/// Without an item head (or with `w = None`) the search is the pure generative one.
+/// Without an item head, with [`ItemFusion::Off`], or with [`ItemFusion::Model`] on a model
+/// without a fitted weight, the search is the pure generative one.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub enum ItemFusion {
     /// The weight the model was fitted with ([`SidModel::item_weight`](crate::SidModel::item_weight));
