@@ -87,24 +87,33 @@ pub enum SplitProtocol {
     Time,
 }
 
-/// Options shared by the readers.
+/// History items kept for valid and test rows by default (and read by the model).
+pub const DEFAULT_MAX_HISTORY: usize = 20;
+
+/// Options shared by the readers (with the `clap` feature, also the command line's data
+/// flags: `--max-history`, `--skip-unknown`, `--index`, `--split-protocol`).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct LoadOptions {
-    /// History length kept for valid and test rows (and read by the model).
+    /// History items kept (and read by the model).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = DEFAULT_MAX_HISTORY))]
     pub max_history: usize,
     /// Drop interactions with items missing from the SID index (reported) instead of failing.
+    #[cfg_attr(feature = "clap", arg(long))]
     pub skip_unknown: bool,
-    /// SID index: required for the plain-CSV format; for the LETTER and Amazon-2023 formats
-    /// it replaces the dataset's own index (to train on other SIDs, e.g. from `ugr sid build`).
+    /// SID index: required for an interactions CSV; for a LETTER or Amazon-2023 directory it
+    /// replaces the dataset's own index (e.g. SIDs from `ugr sid build`).
+    #[cfg_attr(feature = "clap", arg(long))]
     pub index: Option<PathBuf>,
-    /// Split protocol of the plain-CSV format.
+    /// Split protocol for an interactions CSV.
+    #[cfg_attr(feature = "clap", arg(long = "split-protocol", value_name = "SPLIT_PROTOCOL", value_enum, default_value_t = SplitProtocol::Loo))]
     pub split: SplitProtocol,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
-            max_history: 20,
+            max_history: DEFAULT_MAX_HISTORY,
             skip_unknown: false,
             index: None,
             split: SplitProtocol::Loo,
@@ -259,13 +268,15 @@ impl UnknownItems {
 
 /// Reads a dataset, detecting the format from the directory's files.
 ///
-/// `builtin:synthetic` generates the built-in synthetic dataset instead.
+/// `builtin:synthetic` generates the built-in synthetic dataset instead (with its own SIDs,
+/// or those of `opts.index`, e.g. from `ugr sid build --interactions builtin:synthetic`).
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
     if path == Path::new(synthetic::BUILTIN) {
-        return Ok(synthetic::generate(
-            &synthetic::SyntheticSpec::default(),
-            opts.max_history,
-        ));
+        let spec = synthetic::SyntheticSpec::default();
+        return match &opts.index {
+            None => Ok(synthetic::generate(&spec, opts.max_history)),
+            Some(index) => synthetic::generate_with_index(&spec, opts.max_history, index),
+        };
     }
     if path.is_file() {
         return interactions::read(path, opts);
@@ -303,9 +314,12 @@ fn dir_names(path: &Path) -> Result<Vec<String>, DataError> {
 
 /// The raw per-user chronological item sequences of a dataset, without any SID index:
 /// a LETTER directory (`<Name>.inter.json`), an Amazon-2023 directory (its train split only)
-/// or an interactions CSV (`user,item,timestamp`).
+/// an interactions CSV (`user,item,timestamp`) or `builtin:synthetic`.
 /// What `ugr sid build --interactions` learns item embeddings from.
 pub fn raw_sequences(path: &Path) -> Result<Vec<Vec<ItemId>>, DataError> {
+    if path == Path::new(synthetic::BUILTIN) {
+        return Ok(synthetic::raw_sequences(&synthetic::SyntheticSpec::default()));
+    }
     let mut unknown = UnknownItems::new();
     if path.is_file() {
         let seqs = interactions::read_sequences(path, |_| true, &mut unknown)?;

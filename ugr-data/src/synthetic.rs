@@ -156,6 +156,28 @@ pub fn sequences(spec: &SyntheticSpec, category: &[usize]) -> Vec<Vec<ItemId>> {
         .collect()
 }
 
+/// The users' item sequences alone, without SIDs (what `ugr sid build --interactions
+/// builtin:synthetic` learns SIDs from).
+pub fn raw_sequences(spec: &SyntheticSpec) -> Vec<Vec<ItemId>> {
+    let (_, category) = index(spec);
+    sequences(spec, &category)
+}
+
+/// The dataset with the SIDs of the index file `index_path` instead of the generated ones
+/// (the titles stay); every item must have a SID there.
+pub fn generate_with_index(
+    spec: &SyntheticSpec,
+    max_history: usize,
+    index_path: &Path,
+) -> Result<Dataset, crate::DataError> {
+    let index = SidIndex::read(index_path)?;
+    let generated = generate(spec, max_history);
+    let seqs = raw_sequences(spec);
+    let mut ds = leave_one_out("synthetic", "synthetic", &index, &seqs, max_history, index_path)?;
+    ds.titles = generated.titles;
+    Ok(ds)
+}
+
 /// Generates the dataset (leave-one-out split, like the LETTER sets).
 pub fn generate(spec: &SyntheticSpec, max_history: usize) -> Dataset {
     let (index, category) = index(spec);
