@@ -9,10 +9,11 @@ use candle_core::Device;
 use crate::data::Dataset;
 use crate::eval;
 use crate::model::ModelConfig;
+use crate::model::new_model;
 use crate::train::batches::{epoch_batches, windows};
 use crate::train::optim::{AdamW, AdamWParams};
+use crate::train::sample_rows;
 use crate::train::{SHARDS, Sharding, sharded_grads};
-use crate::train::{new_model, sample_rows};
 
 /// One measured configuration.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -76,7 +77,7 @@ pub fn bench_training(
     }
     let secs = start.elapsed().as_secs_f64();
     let rows = sample_rows(&ds.test, eval_rows, 1);
-    let e = eval::evaluate(&model, &ds.catalog, &rows, 20, 256, |_| {})?;
+    let e = eval::evaluate(&model, &ds.catalog, &rows, 20, eval::SEARCH_BATCH, |_| {})?;
     crate::set_threads(0);
     Ok(BenchRow {
         name: name.to_owned(),

@@ -4,25 +4,35 @@
 //! |---|---|
 //! | [`data`] | the `ugr-data` crate re-exported: readers of the public formats and of users' logs; the synthetic dataset |
 //! | [`model`] | the SID transformer in candle; its [`ugr_core::SidModel`] implementation |
-//! | [`train`] | SFT (batches, AdamW, schedule, early stopping, checkpoints, run directories) and the UGR RL stage |
-//! | [`eval`] | evaluation with ugr-core's beam search and metrics; confidence quality (ECE, AUROC, risk-coverage) |
+//! | [`args`] | the training stages' arguments and their defaults (what `run.json` records, what `ugr train` parses) |
+//! | [`run`] | the run directory: file names, `run.json`, loading a run, JSON I/O |
+//! | [`eval`] | evaluation with ugr-core's beam search and metrics; confidence quality (ECE, AUROC, risk-coverage), the fusion fit, the confidence choice |
+//! | [`curves`] | the RL stage's curve records |
 //! | [`plot`] | SVG charts: RL curves, reliability diagrams |
+//! | [`train`] | SFT (batches, AdamW, schedule, early stopping, checkpoints) and the UGR RL stage |
 //! | [`baselines`] | popularity and last-item-transition baselines |
 //! | [`bench`](mod@bench) | `ugr bench train`: throughput tables |
 //! | [`bench_engine`] | `ugr bench engine`: latency, FLOPs and the pruning curve of an exported model |
 //! | `ort_backend` | feature `ort`: onnxruntime behind `SidModel`, for the benchmark |
 //! | [`export`] | ONNX graphs, the model contract and the artifact (`ugr export`) |
+//!
+//! The modules form a layered graph without cycles: `data` < `model` < `args` < `run` <
+//! `eval` < `curves` < `plot` < `train` < `export`, `bench*`; a module imports only modules
+//! to its left.
 
+pub mod args;
 pub mod baselines;
 pub mod bench;
 pub mod bench_engine;
 pub mod bench_soak;
+pub mod curves;
 pub mod eval;
 pub mod export;
 pub mod model;
 #[cfg(feature = "ort")]
 pub mod ort_backend;
 pub mod plot;
+pub mod run;
 pub mod sid;
 pub mod train;
 

@@ -7,7 +7,7 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use ugr_core::metrics::Reliability;
 
-use crate::train::rl::Curves;
+use crate::curves::Curves;
 
 const PALETTE: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
@@ -75,7 +75,7 @@ pub fn curves_svg(path: &Path, runs: &[Curves]) -> Result<()> {
     let root = SVGBackend::new(path, (1200, 860)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let panels = root.split_evenly((2, 2));
-    type Getter = fn(&crate::train::rl::CurvePoint) -> f64;
+    type Getter = fn(&crate::curves::CurvePoint) -> f64;
     let figures: [(&str, Getter, bool); 4] = [
         ("validation NDCG@10", |p| p.valid_ndcg10, true),
         ("validation HR@10", |p| p.valid_hr10, true),

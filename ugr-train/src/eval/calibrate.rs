@@ -152,8 +152,8 @@ pub fn write(run: &Path, choice: &ConfidenceChoice) -> Result<()> {
     let map = choice
         .map(choice.source)
         .ok_or_else(|| anyhow::anyhow!("the chosen signal has no map"))?;
-    crate::train::write_json(&run.join(MAP_FILE), map)?;
-    crate::train::write_json(&run.join(FILE), choice)
+    crate::run::write_json(&run.join(MAP_FILE), map)?;
+    crate::run::write_json(&run.join(FILE), choice)
 }
 
 /// The choice of a run directory, when it has one.
@@ -162,7 +162,7 @@ pub fn read(run: &Path) -> Result<Option<ConfidenceChoice>> {
     if !path.exists() {
         return Ok(None);
     }
-    let c: ConfidenceChoice = crate::train::read_json(&path)?;
+    let c: ConfidenceChoice = crate::run::read_json(&path)?;
     for s in &c.signals {
         s.map.validate()?;
     }

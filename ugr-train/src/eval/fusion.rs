@@ -103,5 +103,5 @@ pub fn read(run: &Path) -> Result<Option<FusionFit>> {
     if !path.exists() {
         return Ok(None);
     }
-    Ok(Some(crate::train::read_json(&path)?))
+    Ok(Some(crate::run::read_json(&path)?))
 }

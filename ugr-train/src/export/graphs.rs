@@ -359,7 +359,8 @@ pub fn prefill(w: &Weights<'_>, cfg: &ModelConfig, vocab: &SidVocab, f16: bool) 
     Ok(e.g.finish("ugr_prefill"))
 }
 
-/// `step_<level>` (level >= 1): inputs `token` `[R]` (the level-1 code token) and
+/// `step_<level>` (1 <= level < L): inputs `token` `[R]` (the token of the level `level - 1`
+/// code) and
 /// `past.<i>.{k,v}` `[R, H, level, dh]`; outputs `logits` `[R, C_level]` and `present.*`.
 pub fn step(
     w: &Weights<'_>,

@@ -6,14 +6,14 @@ pub mod graphs;
 pub mod onnx;
 
 use anyhow::{Context, Result};
-use ugr_core::contract::{CONTRACT_FORMAT, HistoryPositions, ModelContract};
+use ugr_core::contract::{CONTRACT_FORMAT, ModelContract};
 use ugr_core::native::{WEIGHTS_BLOB, WEIGHTS_FORMAT, WeightFile, WeightTensor, WeightType};
-use ugr_core::{Blob, Bundle, Calibration, Normalization};
+use ugr_core::{Blob, Bundle, Calibration};
 
 use self::graphs::Weights;
 use crate::data::Dataset;
-use crate::model::{HistoryEncoding, ModelConfig};
-use crate::train::LoadedRun;
+use crate::model::ModelConfig;
+use crate::run::LoadedRun;
 
 /// Export options.
 #[derive(Clone, Copy, Debug, Default)]
@@ -37,16 +37,10 @@ pub fn contract(cfg: &ModelConfig, opts: ExportOptions) -> ModelContract {
         heads: cfg.heads as u32,
         head_layers: cfg.head_layers as u32,
         max_history: cfg.max_history as u32,
-        history: match cfg.history {
-            HistoryEncoding::Item => HistoryPositions::Item,
-            HistoryEncoding::Token => HistoryPositions::Token,
-        },
+        history: cfg.history_layout().positions,
         sid_embeddings: cfg.sid_embeddings as u32,
         confidence: cfg.confidence && !opts.posterior_confidence,
-        normalization: match cfg.normalization() {
-            Normalization::Trie => "trie".into(),
-            _ => "level".into(),
-        },
+        normalization: cfg.trained_normalization(),
         weights: if opts.f16 { "f16".into() } else { "f32".into() },
         encoder_layers: cfg.layers as u32,
         d_ff: cfg.d_ff as u32,
@@ -145,14 +139,14 @@ pub fn bundle(
     })
 }
 
-/// The calibration map a run saved (`calibration.json`, written by `ugr train calibrate` and
-/// at the end of the RL stage), if any: the map of the signal the run reports.
+/// The calibration map a run saved (`calibration.json`, written at the end of SFT and of the
+/// RL stage, and by `ugr train calibrate`), if any: the map of the signal the run reports.
 pub fn run_calibration(dir: &std::path::Path) -> Result<Option<Calibration>> {
-    let path = dir.join("calibration.json");
+    let path = dir.join(crate::eval::calibrate::MAP_FILE);
     if !path.exists() {
         return Ok(None);
     }
-    let c: Calibration = crate::train::read_json(&path)?;
+    let c: Calibration = crate::run::read_json(&path)?;
     c.validate()?;
     Ok(Some(c))
 }

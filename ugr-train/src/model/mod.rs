@@ -25,8 +25,10 @@
 //! encoder runs once per request (prefill); the head's KV cache is the per-beam state the
 //! beam search re-orders. Both parts export to ONNX with explicit cache inputs/outputs.
 //!
-//! Scores: training uses a cross-entropy over each level's codebook, the same
-//! normalisation as the engine's default ([`ugr_core::Normalization::Level`]).
+//! Scores: training uses a cross-entropy per level, over the level's codebook or, with
+//! `trie_loss` (on in `ugr train sft`'s recipe), over the codes the catalog trie allows after
+//! the target's prefix; the engine decodes with the matching normalisation
+//! ([`ModelConfig::normalization`], recorded in the exported contract).
 
 mod decode;
 pub mod init;
@@ -37,6 +39,8 @@ pub use decode::{CandleCache, CandleModel};
 use candle_core::{D, DType, Device, IndexOp, Module, Result, Tensor};
 use candle_nn::{Embedding, VarBuilder, embedding};
 use serde::{Deserialize, Serialize};
+use ugr_core::contract::{HistoryPositions, TrainedNormalization};
+use ugr_core::history::HistoryLayout;
 use ugr_core::vocab::SPECIAL_TOKENS;
 use ugr_core::{Catalog, Normalization, Sid, SidVocab, Special};
 
@@ -83,16 +87,18 @@ pub struct ModelConfig {
     /// + 1; row 0 serves BOS, padding and SIDs the model has not seen); 0 = off.
     #[serde(default)]
     pub sid_embeddings: usize,
-    /// Weight of the item-level auxiliary loss (training only; needs SID embeddings): a
-    /// softmax over every catalog SID of `user state . sid_emb[row]`, the SID identity table
-    /// tied as the output embedding (as SASRec ties its item table). It shapes the user state
-    /// to point at the next item as a whole, which the level-by-level code loss reaches only
-    /// through L separate softmaxes. Serving fuses the head's scores with the generative
-    /// ones; 0 = off.
+    /// Weight of the item-level loss (training only; needs SID embeddings): a softmax over
+    /// every catalog SID from the user state, scored by the item head's output table
+    /// ([`ItemOutput`]: its own table and per-SID bias by default, or the SID identity table
+    /// tied as output, as SASRec ties its item table). It trains the item head that serving
+    /// fuses with the generative scores, and shapes the user state to point at the next item
+    /// as a whole, which the level-by-level code loss reaches only through L separate
+    /// softmaxes; 0 = off.
     #[serde(default)]
     pub item_loss: f32,
-    /// Which table scores the item head (see [`ItemOutput`]); runs written before the
-    /// choice existed read as [`ItemOutput::Tied`].
+    /// Which table scores the item head (see [`ItemOutput`]; `ugr train sft` defaults to
+    /// [`ItemOutput::Untied`]); runs written before the choice existed read as
+    /// [`ItemOutput::Tied`], the format's serde default.
     #[serde(default)]
     pub item_output: ItemOutput,
 }
@@ -115,17 +121,30 @@ pub enum ItemOutput {
 }
 
 impl ModelConfig {
-    /// The default size (near TIGER's width: d_model 128, 4 layers, 4 heads, FFN 512, head 2 layers).
+    /// Default width (near TIGER's).
+    pub const D_MODEL: usize = 128;
+    /// Default user-encoder layers.
+    pub const LAYERS: usize = 4;
+    /// Default attention heads.
+    pub const HEADS: usize = 4;
+    /// Default feed-forward width.
+    pub const D_FF: usize = 512;
+    /// Default SID-head layers.
+    pub const HEAD_LAYERS: usize = 2;
+
+    /// A generative-only model of the default size for `vocab`: no SID embeddings, no item
+    /// head, the level softmax, dropout 0.1. `ugr train sft`'s recipe
+    /// ([`crate::args::ModelArgs`]) starts from it.
     pub fn default_for(vocab: &SidVocab) -> Self {
         ModelConfig {
             codebooks: vocab.codebook_sizes().to_vec(),
-            d_model: 128,
-            layers: 4,
-            heads: 4,
-            d_ff: 512,
-            head_layers: 2,
+            d_model: Self::D_MODEL,
+            layers: Self::LAYERS,
+            heads: Self::HEADS,
+            d_ff: Self::D_FF,
+            head_layers: Self::HEAD_LAYERS,
             dropout: 0.1,
-            max_history: 20,
+            max_history: crate::data::DEFAULT_MAX_HISTORY,
             history: HistoryEncoding::Item,
             confidence: false,
             trie_loss: false,
@@ -135,27 +154,17 @@ impl ModelConfig {
         }
     }
 
-    /// The default training recipe for a catalog (what `ugr train sft` uses unless told
-    /// otherwise; chosen by measurement, see the README's quality section): the default size,
-    /// SID identity embeddings with the item head (item-level loss weight 1, fused at serving),
-    /// the trie-restricted level softmax, dropout 0.2.
-    pub fn recipe_for(catalog: &Catalog) -> Self {
-        ModelConfig {
-            sid_embeddings: catalog.sid_count() + 1,
-            item_loss: 1.0,
-            item_output: ItemOutput::Untied,
-            trie_loss: true,
-            dropout: 0.2,
-            ..ModelConfig::default_for(catalog.vocab())
-        }
-    }
-
     /// The beam search normalisation matching how the model was trained.
     pub fn normalization(&self) -> Normalization {
+        self.trained_normalization().search()
+    }
+
+    /// How each level's softmax was trained (what the exported contract records).
+    pub fn trained_normalization(&self) -> TrainedNormalization {
         if self.trie_loss {
-            Normalization::Trie
+            TrainedNormalization::Trie
         } else {
-            Normalization::Level
+            TrainedNormalization::Level
         }
     }
 
@@ -169,13 +178,21 @@ impl ModelConfig {
         self.codebooks.len()
     }
 
-    /// Encoder positions: BOS plus the history.
+    /// How a history becomes encoder positions ([`ugr_core::history`]).
+    pub fn history_layout(&self) -> HistoryLayout {
+        HistoryLayout {
+            positions: match self.history {
+                HistoryEncoding::Item => HistoryPositions::Item,
+                HistoryEncoding::Token => HistoryPositions::Token,
+            },
+            levels: self.levels(),
+            max_history: self.max_history,
+        }
+    }
+
+    /// Encoder positions: BOS plus the longest history.
     pub fn encoder_positions(&self) -> usize {
-        1 + self.max_history
-            * match self.history {
-                HistoryEncoding::Item => 1,
-                HistoryEncoding::Token => self.levels(),
-            }
+        self.history_layout().len(self.max_history)
     }
 
     /// Head positions: user state, L codes, CONF_Q.
@@ -323,87 +340,7 @@ impl SidTransformer {
         catalog: &Catalog,
         histories: &[&[Sid]],
     ) -> Result<(EncoderInput, Vec<usize>)> {
-        let l = self.cfg.levels();
-        let pad = Special::Pad.token().as_u32();
-        let bos = Special::Bos.token().as_u32();
-        let per_item = match self.cfg.history {
-            HistoryEncoding::Item => 1,
-            HistoryEncoding::Token => l,
-        };
-        let recent: Vec<&[Sid]> = histories
-            .iter()
-            .map(|h| &h[h.len().saturating_sub(self.cfg.max_history)..])
-            .collect();
-        let t = 1 + per_item * recent.iter().map(|h| h.len()).max().unwrap_or(0);
-        let b = histories.len();
-        let mut last = Vec::with_capacity(b);
-        let sid_ids = (self.cfg.sid_embeddings > 0).then(|| {
-            let mut ids = vec![0u32; b * t];
-            for (r, h) in recent.iter().enumerate() {
-                for (i, sid) in h.iter().enumerate() {
-                    // the item's (last) position: 1 + i for items, L * (i + 1) for tokens
-                    ids[r * t + (1 + i) * per_item] = self.sid_row(catalog, sid);
-                }
-            }
-            ids
-        });
-        let sid_ids = sid_ids
-            .map(|ids| Tensor::from_vec(ids, (b, t), &self.device))
-            .transpose()?;
-        let tokens = |sid: &Sid| -> Result<Vec<u32>> {
-            Ok(self
-                .vocab
-                .encode(sid)
-                .map_err(candle_core::Error::wrap)?
-                .map(|t| t.as_u32())
-                .collect())
-        };
-        match self.cfg.history {
-            HistoryEncoding::Item => {
-                let mut ids = vec![pad; b * t * l];
-                let mut mask = vec![0f32; b * t * l];
-                for (r, h) in recent.iter().enumerate() {
-                    ids[r * t * l] = bos;
-                    mask[r * t * l] = 1.0;
-                    for (i, sid) in h.iter().enumerate() {
-                        let at = (r * t + 1 + i) * l;
-                        for (k, tok) in tokens(sid)?.into_iter().enumerate() {
-                            ids[at + k] = tok;
-                            mask[at + k] = 1.0;
-                        }
-                    }
-                    last.push(h.len());
-                }
-                Ok((
-                    EncoderInput {
-                        ids: Tensor::from_vec(ids, (b, t, l), &self.device)?,
-                        mask: Some(Tensor::from_vec(mask, (b, t, l, 1), &self.device)?),
-                        sid_ids,
-                    },
-                    last,
-                ))
-            }
-            HistoryEncoding::Token => {
-                let mut ids = vec![pad; b * t];
-                for (r, h) in recent.iter().enumerate() {
-                    ids[r * t] = bos;
-                    for (i, sid) in h.iter().enumerate() {
-                        for (k, tok) in tokens(sid)?.into_iter().enumerate() {
-                            ids[r * t + 1 + i * l + k] = tok;
-                        }
-                    }
-                    last.push(h.len() * l);
-                }
-                Ok((
-                    EncoderInput {
-                        ids: Tensor::from_vec(ids, (b, t), &self.device)?,
-                        mask: None,
-                        sid_ids,
-                    },
-                    last,
-                ))
-            }
-        }
+        encoder_input(&self.cfg, catalog, histories, &self.device)
     }
 
     /// User states after every position: `[B, T, d]`.
@@ -441,10 +378,7 @@ impl SidTransformer {
 
     /// The SID identity row of a history item (0 when off or unknown).
     pub fn sid_row(&self, catalog: &Catalog, sid: &Sid) -> u32 {
-        match catalog.lookup(sid) {
-            Some(i) if (i as usize) + 1 < self.cfg.sid_embeddings => i + 1,
-            _ => 0,
-        }
+        ugr_core::history::sid_row(catalog, sid, self.cfg.sid_embeddings)
     }
 
     /// Embeddings of head inputs at positions `start..start + tokens_per_row`: `[R, n, d]`.
@@ -644,7 +578,7 @@ impl SidTransformer {
     }
 }
 
-/// A training batch (built on the CPU by [`crate::train::batches`], moved to the device).
+/// A training batch (built on the CPU by the trainer's batching, moved to the device).
 pub struct TrainBatch {
     /// Encoder input.
     pub encoder: EncoderInput,
@@ -682,4 +616,80 @@ pub fn allowed_mask(catalog: &Catalog, sids: &[Sid], level: usize, device: &Devi
         }
     }
     Tensor::from_vec(mask, (sids.len(), c), device)
+}
+
+/// A model of `cfg` on `device` with fresh variables (to be initialised or loaded).
+pub fn with_fresh_vars(cfg: &ModelConfig, device: &Device) -> Result<(SidTransformer, candle_nn::VarMap)> {
+    let varmap = candle_nn::VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+    let model = SidTransformer::new(cfg, &vb)?;
+    Ok((model, varmap))
+}
+
+/// A model of `cfg` with deterministic initial weights from `seed` ([`init`]).
+pub fn new_model(
+    cfg: &ModelConfig,
+    seed: u64,
+    device: &Device,
+) -> Result<(SidTransformer, candle_nn::VarMap)> {
+    let (model, varmap) = with_fresh_vars(cfg, device)?;
+    init::initialize(&varmap, cfg, seed)?;
+    Ok((model, varmap))
+}
+
+/// Encoder input for histories, laid out as [`ugr_core::history`] says (each truncated to
+/// its last `max_history` items, BOS first, right-padded): the input and each row's last
+/// position. Training batches and every search go through it.
+pub fn encoder_input(
+    cfg: &ModelConfig,
+    catalog: &Catalog,
+    histories: &[&[Sid]],
+    device: &Device,
+) -> Result<(EncoderInput, Vec<usize>)> {
+    let l = cfg.levels();
+    let vocab = catalog.vocab();
+    let pad = Special::Pad.token().as_u32();
+    let bos = Special::Bos.token().as_u32();
+    let layout = cfg.history_layout();
+    let recent: Vec<&[Sid]> = histories.iter().map(|h| layout.recent(h)).collect();
+    let t = layout.len(recent.iter().map(|h| h.len()).max().unwrap_or(0));
+    let b = histories.len();
+    // Item positions hold L token slots each (a mask marks the real ones); token
+    // positions hold one.
+    let width = if layout.per_item() == 1 { l } else { 1 };
+    let mut ids = vec![pad; b * t * width];
+    let mut mask = vec![0f32; b * t * width];
+    let mut sid_ids = vec![0u32; b * t];
+    let mut last = Vec::with_capacity(b);
+    for (r, h) in recent.iter().enumerate() {
+        ids[r * t * width] = bos;
+        mask[r * t * width] = 1.0;
+        for (i, sid) in h.iter().enumerate() {
+            let tokens = vocab.encode(sid).map_err(candle_core::Error::wrap)?;
+            for (k, tok) in tokens.enumerate() {
+                let (p, slot) = layout.token_position(i, k);
+                ids[(r * t + p) * width + slot] = tok.as_u32();
+                mask[(r * t + p) * width + slot] = 1.0;
+            }
+            sid_ids[r * t + layout.sid_row_position(i)] =
+                ugr_core::history::sid_row(catalog, sid, cfg.sid_embeddings);
+        }
+        last.push(layout.last(h.len()));
+    }
+    let sid_ids = (cfg.sid_embeddings > 0)
+        .then(|| Tensor::from_vec(sid_ids, (b, t), device))
+        .transpose()?;
+    let input = match cfg.history {
+        HistoryEncoding::Item => EncoderInput {
+            ids: Tensor::from_vec(ids, (b, t, l), device)?,
+            mask: Some(Tensor::from_vec(mask, (b, t, l, 1), device)?),
+            sid_ids,
+        },
+        HistoryEncoding::Token => EncoderInput {
+            ids: Tensor::from_vec(ids, (b, t), device)?,
+            mask: None,
+            sid_ids,
+        },
+    };
+    Ok((input, last))
 }

@@ -16,10 +16,10 @@ use candle_core::{Device, Result, Tensor};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use ugr_core::{Catalog, Sid, Special};
+use ugr_core::{Catalog, Sid};
 
 use crate::data::TrainSequence;
-use crate::model::{EncoderInput, HistoryEncoding, ModelConfig, TrainBatch, allowed_mask};
+use crate::model::{ModelConfig, TrainBatch, allowed_mask, encoder_input};
 
 /// A window of a training sequence: items `start..end`, targets from `end - targets`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,31 +95,22 @@ pub fn build_batch(
 ) -> Result<TrainBatch> {
     let vocab = catalog.vocab();
     let l = vocab.levels();
-    let per_item = match cfg.history {
-        HistoryEncoding::Item => 1,
-        HistoryEncoding::Token => l,
-    };
+    let layout = cfg.history_layout();
     let sid = |item| catalog.sid_of(item).map_err(candle_core::Error::wrap);
-    let tokens = |s: &Sid| -> Vec<u32> {
-        (0..l)
-            .map(|k| vocab.code_token(k, s.codes()[k]).as_u32())
-            .collect()
-    };
-    // Encoder length: BOS + every window item but the last.
-    let t = 1 + per_item
-        * batch
-            .iter()
-            .map(|&w| windows[w].end - windows[w].start - 1)
-            .max()
-            .unwrap_or(0);
-    let b = batch.len();
-    let pad = Special::Pad.token().as_u32();
-    let bos = Special::Bos.token().as_u32();
-    let (mut ids, mut mask) = match cfg.history {
-        HistoryEncoding::Item => (vec![pad; b * t * l], Some(vec![0f32; b * t * l])),
-        HistoryEncoding::Token => (vec![pad; b * t], None),
-    };
-    let mut sid_ids = (cfg.sid_embeddings > 0).then(|| vec![0u32; b * t]);
+    // Each window's history: every item but the last (windows hold at most max_history + 1).
+    let histories: Vec<Vec<Sid>> = batch
+        .iter()
+        .map(|&wi| {
+            let w = windows[wi];
+            train[w.seq].items[w.start..w.end - 1]
+                .iter()
+                .map(|&i| sid(i))
+                .collect()
+        })
+        .collect::<Result<_>>()?;
+    let refs: Vec<&[Sid]> = histories.iter().map(Vec::as_slice).collect();
+    let (encoder, _) = encoder_input(cfg, catalog, &refs, device)?;
+    let t = layout.len(refs.iter().map(|h| h.len()).max().unwrap_or(0));
     let mut positions = Vec::new();
     let mut target_sids = Vec::new();
     let mut target_rows = Vec::new();
@@ -128,68 +119,22 @@ pub fn build_batch(
     for (r, &wi) in batch.iter().enumerate() {
         let w = windows[wi];
         let items = &train[w.seq].items[w.start..w.end];
-        let width = match cfg.history {
-            HistoryEncoding::Item => l,
-            HistoryEncoding::Token => 1,
-        };
-        ids[r * t * width] = bos;
-        if let Some(m) = mask.as_mut() {
-            m[r * t * l] = 1.0;
-        }
-        for (i, &item) in items[..items.len() - 1].iter().enumerate() {
-            if let Some(ids) = sid_ids.as_mut() {
-                let row = catalog.sid_index_of(item).map_err(candle_core::Error::wrap)? + 1;
-                ids[r * t + (1 + i) * per_item] = if (row as usize) < cfg.sid_embeddings {
-                    row
-                } else {
-                    0
-                };
-            }
-            let toks = tokens(&sid(item)?);
-            match cfg.history {
-                HistoryEncoding::Item => {
-                    let at = (r * t + 1 + i) * l;
-                    ids[at..at + l].copy_from_slice(&toks);
-                    if let Some(m) = mask.as_mut() {
-                        m[at..at + l].fill(1.0);
-                    }
-                }
-                HistoryEncoding::Token => {
-                    let at = r * t + 1 + i * l;
-                    ids[at..at + l].copy_from_slice(&toks);
-                }
-            }
-        }
+        // The target after j history items is predicted from the user state at position
+        // `last(j)`.
         for (j, &item) in items.iter().enumerate().skip(items.len() - w.targets) {
-            positions.push((r * t + j * per_item) as u32);
+            positions.push((r * t + layout.last(j)) as u32);
             let s = sid(item)?;
             target_sids.push(s);
             if cfg.item_loss > 0.0 {
                 target_rows.push(catalog.sid_index_of(item).map_err(candle_core::Error::wrap)?);
             }
-            let toks = tokens(&s);
-            head_inputs.extend_from_slice(&toks[..l - 1]);
+            head_inputs.extend((0..l - 1).map(|k| vocab.code_token(k, s.codes()[k]).as_u32()));
             for (k, tg) in targets.iter_mut().enumerate() {
                 tg.push(u32::from(s.codes()[k]));
             }
         }
     }
     let n = positions.len();
-    let sid_ids = sid_ids.map(|v| Tensor::from_vec(v, (b, t), device)).transpose()?;
-    let encoder = match cfg.history {
-        HistoryEncoding::Item => EncoderInput {
-            ids: Tensor::from_vec(ids, (b, t, l), device)?,
-            mask: mask
-                .map(|m| Tensor::from_vec(m, (b, t, l, 1), device))
-                .transpose()?,
-            sid_ids,
-        },
-        HistoryEncoding::Token => EncoderInput {
-            ids: Tensor::from_vec(ids, (b, t), device)?,
-            mask: None,
-            sid_ids,
-        },
-    };
     let masks = if cfg.trie_loss {
         Some(
             (0..l)
@@ -213,7 +158,7 @@ pub fn build_batch(
             .map(|t| Tensor::from_vec(t, n, device))
             .collect::<Result<_>>()?,
         n_targets: n,
-        positions_total: b * t,
+        positions_total: batch.len() * t,
     })
 }
 

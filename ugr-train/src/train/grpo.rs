@@ -1,4 +1,4 @@
-//! The per-group formulas of the UGR reinforcement stage (`../shared/UGR-METHOD.md`,
+//! The per-group formulas of the UGR reinforcement stage (the UGR method, arXiv 2602.11719,
 //! section 2), on plain numbers: rewards (binary, rank, uncertainty-weighted), group
 //! advantages, the difficulty weight `alpha`, and the confidence-alignment loss.
 //!

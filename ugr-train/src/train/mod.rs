@@ -1,18 +1,6 @@
-//! Supervised fine-tuning (SFT) and the run directory.
-//!
-//! A run directory holds everything needed to evaluate, resume or export a model:
-//!
-//! | file | content |
-//! |---|---|
-//! | `run.json` | data path and load options, training arguments, model configuration |
-//! | `config.json` | the model configuration alone |
-//! | `model.safetensors` | best weights by validation NDCG@10 (the model `ugr eval` uses) |
-//! | `last.safetensors`, `optimizer.safetensors`, `state.json` | the last epoch, for `--resume` |
-//! | `log.jsonl` | one JSON line per epoch: loss, learning rate, validation HR/NDCG@10, speed |
-//!
-//! An RL run ([`rl`]) has the same `run.json` (plus its `rl` arguments), `config.json`,
-//! `model.safetensors` (the final model), and `best.safetensors`, `curves.json`,
-//! `curves.svg`, `summary.json` and `calibration.json`.
+//! Supervised fine-tuning (SFT): batches, the optimiser and schedule, early stopping,
+//! checkpoints, and the end-of-run fits (item fusion, confidence calibration); the RL stage
+//! is [`rl`]. The run directory's files are listed in [`crate::run`].
 //!
 //! Determinism: parameters are initialised from the seed (see [`crate::model::init`]),
 //! the batch order of epoch `e` and the dropout masks of step `s` are seeded by
@@ -26,131 +14,22 @@ pub mod optim;
 pub mod rl;
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use candle_core::{DType, Device};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::Device;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 use self::optim::{AdamW, AdamWParams, learning_rate};
-use crate::data::{self, Dataset, Example, LoadOptions};
+pub use crate::args::{DeviceKind, SftArgs};
+use crate::data::{self, Dataset, Example};
 use crate::eval::{self, EvalResult};
 use crate::model::layers::Dropout;
-use crate::model::{ModelConfig, SidTransformer, init};
-
-/// Where to compute.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-pub enum DeviceKind {
-    /// The CPU (all cores).
-    #[default]
-    Cpu,
-    /// The first CUDA GPU (needs the `cuda` feature).
-    Cuda,
-}
-
-impl DeviceKind {
-    /// The candle device.
-    pub fn device(self) -> Result<Device> {
-        match self {
-            DeviceKind::Cpu => Ok(Device::Cpu),
-            DeviceKind::Cuda => {
-                if cfg!(feature = "cuda") {
-                    Ok(Device::new_cuda(0)?)
-                } else {
-                    bail!("this ugr was built without the `cuda` feature: rebuild with --features cuda")
-                }
-            }
-        }
-    }
-}
-
-/// Training arguments (saved in `run.json`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SftArgs {
-    /// Dataset directory or file, or `builtin:synthetic`.
-    pub data: PathBuf,
-    /// Reader options.
-    pub load: LoadOptions,
-    /// Device.
-    pub device: DeviceKind,
-    /// Maximum epochs.
-    pub epochs: usize,
-    /// Windows per batch.
-    pub batch_size: usize,
-    /// Peak learning rate.
-    pub lr: f64,
-    /// Warm-up steps.
-    pub warmup_steps: usize,
-    /// Final learning rate as a fraction of the peak.
-    pub min_lr_ratio: f64,
-    /// AdamW weight decay.
-    pub weight_decay: f64,
-    /// Gradient clipping (global L2 norm).
-    pub clip: f64,
-    /// Seed of everything.
-    pub seed: u64,
-    /// Stop after this many epochs without a better validation NDCG@10.
-    pub patience: usize,
-    /// Beam width of the validation search.
-    pub eval_beam: usize,
-    /// Validation rows used for early stopping (0 = all), a fixed seeded sample.
-    pub eval_rows: usize,
-    /// Requests per search call.
-    pub eval_batch: usize,
-    /// Stop after this many optimiser steps in total (smoke tests, benchmarks).
-    pub max_steps: Option<usize>,
-    /// Validate and keep an exponential moving average of the weights with this decay
-    /// ([`ema`]); `None` = the live weights.
-    #[serde(default)]
-    pub ema: Option<f64>,
-}
-
-impl Default for SftArgs {
-    fn default() -> Self {
-        SftArgs {
-            data: PathBuf::from(data::synthetic::BUILTIN),
-            load: LoadOptions::default(),
-            device: DeviceKind::Cpu,
-            epochs: 30,
-            batch_size: 128,
-            lr: 1e-3,
-            warmup_steps: 200,
-            min_lr_ratio: 0.05,
-            weight_decay: 0.01,
-            clip: 1.0,
-            seed: 42,
-            patience: 5,
-            eval_beam: 20,
-            eval_rows: 0,
-            eval_batch: 256,
-            max_steps: None,
-            ema: None,
-        }
-    }
-}
-
-/// The run-directory format this build writes; [`read_run_info`] refuses newer ones.
-pub const RUN_FORMAT: u32 = 1;
-
-/// `run.json`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct RunInfo {
-    /// The run-directory format ([`RUN_FORMAT`]); 0 = written before the field existed (read
-    /// as format 1).
-    #[serde(default)]
-    pub format: u32,
-    /// Training arguments.
-    pub sft: SftArgs,
-    /// Model configuration.
-    pub model: ModelConfig,
-    /// The RL stage's arguments, when this run is one (`ugr train rl`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rl: Option<rl::RlArgs>,
-}
+use crate::model::{ModelConfig, SidTransformer, new_model};
+use crate::run::{self, RUN_FORMAT, RunInfo, read_json, write_json};
 
 /// `state.json`: where a run stands.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -194,78 +73,6 @@ pub struct EpochLog {
     /// average's above.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub valid_live: Option<(f64, f64)>,
-}
-
-/// A loaded run: its description, the model and its variables.
-pub struct LoadedRun {
-    /// `run.json`.
-    pub info: RunInfo,
-    /// The model (weights from `model.safetensors`).
-    pub model: SidTransformer,
-    /// Its variables.
-    pub varmap: VarMap,
-}
-
-/// Builds a model with deterministic initial weights.
-pub fn new_model(cfg: &ModelConfig, seed: u64, device: &Device) -> Result<(SidTransformer, VarMap)> {
-    let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
-    let model = SidTransformer::new(cfg, &vb)?;
-    init::initialize(&varmap, cfg, seed)?;
-    Ok((model, varmap))
-}
-
-/// Loads `run.json` and the weights `file` (e.g. `model.safetensors`) of a run directory.
-pub fn load_run(dir: &Path, file: &str, device: &Device) -> Result<LoadedRun> {
-    let info = read_run_info(dir)?;
-    let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
-    let model = SidTransformer::new(&info.model, &vb)?;
-    let mut varmap = varmap;
-    let weights = dir.join(file);
-    varmap.load(&weights).with_context(|| {
-        format!(
-            "{}: expected the safetensors weights that `ugr train` wrote for this run's model",
-            weights.display()
-        )
-    })?;
-    Ok(LoadedRun { info, model, varmap })
-}
-
-/// Reads `<dir>/run.json`: a typed error when it is missing, malformed or from a newer
-/// run format.
-pub fn read_run_info(dir: &Path) -> Result<RunInfo> {
-    let path = dir.join("run.json");
-    anyhow::ensure!(
-        dir.is_dir(),
-        "{}: expected a run directory (from `ugr train sft` or `ugr train rl`)",
-        dir.display()
-    );
-    let info: RunInfo = read_json(&path).with_context(|| {
-        format!("expected a run.json of run format {RUN_FORMAT} (a run directory from another ugr version?)")
-    })?;
-    anyhow::ensure!(
-        info.format <= RUN_FORMAT,
-        "{}: run format {} is newer than this ugr reads ({RUN_FORMAT}); use the ugr that wrote it",
-        path.display(),
-        info.format
-    );
-    Ok(info)
-}
-
-/// Reads a JSON file.
-pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
-}
-
-/// Writes a JSON file (pretty), atomically (temporary file + rename).
-pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_string_pretty(value)?)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
 }
 
 /// The model's variables by name (what the optimiser and checkpoints address).
@@ -453,8 +260,119 @@ fn merge_shards(
 }
 
 /// Trains a model; writes the run directory `out`. With `resume`, continues the run there.
+/// At the end the best weights get their item-fusion weight ([`fit_fusion`]) and, unless
+/// `args.calibrate` is off, their confidence calibration ([`calibrate`]).
 pub fn train_sft(args: &SftArgs, cfg: &ModelConfig, out: &Path, resume: bool) -> Result<TrainState> {
     let device = args.device.device()?;
+    let ds = load_training_data(args, cfg)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let (model, mut varmap) = new_model(cfg, args.seed, &device)?;
+    let params = AdamWParams {
+        lr: args.lr,
+        weight_decay: args.weight_decay,
+        ..AdamWParams::default()
+    };
+    let named = named_vars(&varmap)?;
+    let mut ema = args.ema.map(|d| ema::Ema::new(&named, d)).transpose()?;
+    let mut opt = AdamW::new(named, params)?;
+    let mut state = TrainState::default();
+    if resume {
+        state = read_json(&out.join(run::STATE_JSON))?;
+        varmap.load(out.join(run::LAST))?;
+        opt.load(&out.join(run::OPTIMIZER), &device)?;
+        opt.step_count = state.steps;
+        if let Some(ema) = &mut ema {
+            ema.load(&out.join(ema::FILE), &device)?;
+        }
+        eprintln!(
+            "resuming after epoch {} (step {})",
+            state.epochs_done, state.steps
+        );
+    } else {
+        let info = RunInfo {
+            format: RUN_FORMAT,
+            sft: args.clone(),
+            model: cfg.clone(),
+            rl: None,
+        };
+        run::write_run_info(out, &info)?;
+        let _ = std::fs::remove_file(out.join(run::LOG_JSONL));
+    }
+    let params_count: usize = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
+    eprintln!(
+        "model: {} parameters, d_model {}, {} + {} layers, {:?} history positions, device {:?}",
+        params_count, cfg.d_model, cfg.layers, cfg.head_layers, cfg.history, args.device
+    );
+    let plan = Schedule::new(args, &ds, cfg);
+    let valid_rows = sample_rows(&ds.valid, args.eval_rows, args.seed);
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(out.join(run::LOG_JSONL))?;
+    let epoch_run = Epochs {
+        model: &model,
+        ds: &ds,
+        args,
+        plan: &plan,
+        vars: varmap.all_vars(),
+        device: &device,
+    };
+    for epoch in state.epochs_done..args.epochs {
+        if state.steps >= plan.total_steps {
+            break;
+        }
+        let trained = epoch_run.train(epoch, &mut state, &mut opt, ema.as_mut())?;
+        let entry = epoch_run.validate(epoch, trained, &valid_rows, ema.as_mut(), state.steps)?;
+        state.epochs_done = epoch + 1;
+        let improved = entry.valid_ndcg10 > state.best_ndcg10 || state.best_epoch == 0;
+        if improved {
+            state.best_ndcg10 = entry.valid_ndcg10;
+            state.best_epoch = epoch + 1;
+            state.epochs_without_improvement = 0;
+            varmap.save(out.join(run::MODEL))?;
+        } else {
+            state.epochs_without_improvement += 1;
+        }
+        if let Some(ema) = &mut ema {
+            ema.swap()?;
+            ema.save(&out.join(ema::FILE))?;
+        }
+        varmap.save(out.join(run::LAST))?;
+        opt.save(&out.join(run::OPTIMIZER))?;
+        write_json(&out.join(run::STATE_JSON), &state)?;
+        writeln!(log, "{}", serde_json::to_string(&entry)?)?;
+        eprintln!("{}", entry.line(improved));
+        if state.epochs_without_improvement >= args.patience {
+            eprintln!(
+                "early stop: no improvement for {} epochs (best epoch {})",
+                args.patience, state.best_epoch
+            );
+            break;
+        }
+    }
+    if state.best_epoch > 0 {
+        varmap.load(out.join(run::MODEL))?;
+        let fusion = if model.has_item_head() {
+            fit_fusion(&model, &ds, &valid_rows, args, out)?
+        } else {
+            None
+        };
+        if args.calibrate {
+            calibrate(
+                &model,
+                &ds.catalog,
+                &valid_rows,
+                args.eval_beam,
+                fusion.map(|f| f.weight),
+                out,
+            )?;
+        }
+    }
+    Ok(state)
+}
+
+/// Loads the training data and checks it against the model configuration.
+fn load_training_data(args: &SftArgs, cfg: &ModelConfig) -> Result<Dataset> {
     let ds =
         data::load(&args.data, &args.load).with_context(|| format!("loading {}", args.data.display()))?;
     eprint!("{}", ds.summary());
@@ -468,114 +386,116 @@ pub fn train_sft(args: &SftArgs, cfg: &ModelConfig, out: &Path, resume: bool) ->
             ds.catalog.vocab().codebook_sizes()
         );
     }
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let (model, mut varmap) = new_model(cfg, args.seed, &device)?;
-    let params = AdamWParams {
-        lr: args.lr,
-        weight_decay: args.weight_decay,
-        ..AdamWParams::default()
-    };
-    let named = named_vars(&varmap)?;
-    let mut ema = args.ema.map(|d| ema::Ema::new(&named, d)).transpose()?;
-    let mut opt = AdamW::new(named, params)?;
-    let mut state = TrainState::default();
-    if resume {
-        state = read_json(&out.join("state.json"))?;
-        varmap.load(out.join("last.safetensors"))?;
-        opt.load(&out.join("optimizer.safetensors"), &device)?;
-        opt.step_count = state.steps;
-        if let Some(ema) = &mut ema {
-            ema.load(&out.join(ema::FILE), &device)?;
-        }
-        eprintln!(
-            "resuming after epoch {} (step {})",
-            state.epochs_done, state.steps
-        );
-    } else {
-        write_json(
-            &out.join("run.json"),
-            &RunInfo {
-                format: RUN_FORMAT,
-                sft: args.clone(),
-                model: cfg.clone(),
-                rl: None,
-            },
-        )?;
-        write_json(&out.join("config.json"), cfg)?;
-        let _ = std::fs::remove_file(out.join("log.jsonl"));
-    }
-    let params_count: usize = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
-    eprintln!(
-        "model: {} parameters, d_model {}, {} + {} layers, {:?} history positions, device {:?}",
-        params_count, cfg.d_model, cfg.layers, cfg.head_layers, cfg.history, args.device
-    );
-    let windows = batches::windows(&ds.train, cfg.max_history);
-    let steps_per_epoch = windows.len().div_ceil(args.batch_size.max(1));
-    let total_steps = args
-        .max_steps
-        .unwrap_or(usize::MAX)
-        .min(steps_per_epoch * args.epochs);
-    let valid_rows = sample_rows(&ds.valid, args.eval_rows, args.seed);
-    // Warm-up relative to the run: never more than a tenth of its steps.
-    let warmup = args.warmup_steps.min(total_steps / 10);
-    // Data-parallel: every batch is split into `shards` fixed parts (dropout seeded per part),
-    // run on up to `threads` threads; gradients are the target-weighted mean, so the result
-    // does not depend on the thread count.
-    let shards = if matches!(args.device, DeviceKind::Cpu) {
-        SHARDS
-    } else {
-        1
-    };
-    let threads = crate::threads().min(shards);
-    let all_vars = varmap.all_vars();
-    eprintln!(
-        "{} steps per epoch, {} at most, warm-up {warmup}, {shards} shards on {threads} threads",
-        steps_per_epoch, total_steps
-    );
-    let l = cfg.levels() as f64;
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(out.join("log.jsonl"))?;
+    Ok(ds)
+}
 
-    for epoch in state.epochs_done..args.epochs {
-        if state.steps >= total_steps {
-            break;
+/// The run's step plan: windows, steps, warm-up and data-parallel shards.
+struct Schedule {
+    windows: Vec<batches::Window>,
+    total_steps: usize,
+    warmup: usize,
+    shards: usize,
+    threads: usize,
+}
+
+impl Schedule {
+    fn new(args: &SftArgs, ds: &Dataset, cfg: &ModelConfig) -> Schedule {
+        let windows = batches::windows(&ds.train, cfg.max_history);
+        let steps_per_epoch = windows.len().div_ceil(args.batch_size.max(1));
+        let total_steps = args
+            .max_steps
+            .unwrap_or(usize::MAX)
+            .min(steps_per_epoch * args.epochs);
+        // Warm-up relative to the run: never more than a tenth of its steps.
+        let warmup = args.warmup_steps.min(total_steps / 10);
+        // Data-parallel: every batch is split into `shards` fixed parts (dropout seeded per
+        // part), run on up to `threads` threads; gradients are the target-weighted mean, so
+        // the result does not depend on the thread count.
+        let shards = if matches!(args.device, DeviceKind::Cpu) {
+            SHARDS
+        } else {
+            1
+        };
+        let threads = crate::threads().min(shards);
+        eprintln!(
+            "{steps_per_epoch} steps per epoch, {total_steps} at most, warm-up {warmup}, {shards} shards on {threads} threads"
+        );
+        Schedule {
+            windows,
+            total_steps,
+            warmup,
+            shards,
+            threads,
         }
+    }
+}
+
+/// What one epoch's training pass measured.
+#[derive(Clone, Copy)]
+struct Trained {
+    loss: f64,
+    lr: f64,
+    tokens: usize,
+    targets: usize,
+    seconds: f64,
+}
+
+/// What every epoch of a run shares.
+struct Epochs<'a> {
+    model: &'a SidTransformer,
+    ds: &'a Dataset,
+    args: &'a SftArgs,
+    plan: &'a Schedule,
+    vars: Vec<candle_core::Var>,
+    device: &'a Device,
+}
+
+impl Epochs<'_> {
+    /// One pass over the epoch's batches (stops early at the run's step budget).
+    fn train(
+        &self,
+        epoch: usize,
+        state: &mut TrainState,
+        opt: &mut AdamW,
+        mut ema: Option<&mut ema::Ema>,
+    ) -> Result<Trained> {
+        let (args, plan) = (self.args, self.plan);
         let t0 = Instant::now();
-        let order = batches::epoch_batches(&windows, args.batch_size, args.seed, epoch);
+        let order = batches::epoch_batches(&plan.windows, args.batch_size, args.seed, epoch);
         let pb = progress_bar(order.len() as u64, format!("epoch {:>3}", epoch + 1));
         let (mut loss_sum, mut loss_n) = (0.0, 0usize);
         let (mut tokens, mut targets) = (0usize, 0usize);
         let mut lr = args.lr;
+        let levels = self.model.config().levels();
         for batch_idx in &order {
-            if state.steps >= total_steps {
+            if state.steps >= plan.total_steps {
                 break;
             }
-            lr = learning_rate(state.steps, warmup, total_steps, args.lr, args.min_lr_ratio);
+            lr = learning_rate(
+                state.steps,
+                plan.warmup,
+                plan.total_steps,
+                args.lr,
+                args.min_lr_ratio,
+            );
             opt.params.lr = lr;
-            let (grads, lv, n_targets) = sharded_grads(
-                &model,
-                &ds,
-                &windows,
-                batch_idx,
-                Sharding {
-                    seed: args.seed,
-                    step: state.steps,
-                    shards,
-                    threads,
-                },
-                &all_vars,
-                &device,
-            )?;
-            let norm = opt.grad_norm(&grads)?;
-            let scale = if norm > args.clip && args.clip > 0.0 {
-                args.clip / norm
-            } else {
-                1.0
+            let sharding = Sharding {
+                seed: args.seed,
+                step: state.steps,
+                shards: plan.shards,
+                threads: plan.threads,
             };
-            opt.step(&grads, scale)?;
-            if let Some(ema) = &mut ema {
+            let (grads, lv, n_targets) = sharded_grads(
+                self.model,
+                self.ds,
+                &plan.windows,
+                batch_idx,
+                sharding,
+                &self.vars,
+                self.device,
+            )?;
+            opt.clipped_step(&grads, args.clip)?;
+            if let Some(ema) = ema.as_deref_mut() {
                 ema.update(state.steps)?;
             }
             if !lv.is_finite() {
@@ -586,85 +506,104 @@ pub fn train_sft(args: &SftArgs, cfg: &ModelConfig, out: &Path, resume: bool) ->
             state.steps += 1;
             let read: usize = batch_idx
                 .iter()
-                .map(|&w| windows[w].end - windows[w].start - 1)
+                .map(|&w| plan.windows[w].end - plan.windows[w].start - 1)
                 .sum();
-            tokens += (read + n_targets) * l as usize;
+            tokens += (read + n_targets) * levels;
             targets += n_targets;
             pb.inc(1);
             pb.set_message(format!("loss {:.4} lr {:.2e}", loss_sum / loss_n as f64, lr));
         }
         pb.finish_and_clear();
-        let train_s = t0.elapsed().as_secs_f64();
+        Ok(Trained {
+            loss: loss_sum / loss_n.max(1) as f64,
+            lr,
+            tokens,
+            targets,
+            seconds: t0.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Validates the epoch's weights. With `--ema`, the averaged weights are validated (and
+    /// left swapped in, to be kept as the best model); the live ones are validated too, for
+    /// the log.
+    fn validate(
+        &self,
+        epoch: usize,
+        trained: Trained,
+        rows: &[Example],
+        ema: Option<&mut ema::Ema>,
+        steps: usize,
+    ) -> Result<EpochLog> {
         let t1 = Instant::now();
-        // With --ema, the averaged weights are validated and kept as the best model; the
-        // live ones are validated too, for the log.
         let mut valid_live = None;
-        if let Some(ema) = &mut ema {
-            let live = validate(&model, &ds, &valid_rows, args)?;
+        if let Some(ema) = ema {
+            let live = validate(self.model, self.ds, rows, self.args)?;
             valid_live = Some((live.item.hr_at(10), live.item.ndcg_at(10)));
             ema.swap()?;
         }
-        let v = validate(&model, &ds, &valid_rows, args)?;
-        let eval_s = t1.elapsed().as_secs_f64();
-        state.epochs_done = epoch + 1;
-        let entry = EpochLog {
+        let v = validate(self.model, self.ds, rows, self.args)?;
+        let train_s = trained.seconds;
+        Ok(EpochLog {
             epoch: epoch + 1,
-            steps: state.steps,
-            train_loss: loss_sum / loss_n.max(1) as f64,
-            lr,
+            steps,
+            train_loss: trained.loss,
+            lr: trained.lr,
             valid_hr10: v.item.hr_at(10),
             valid_ndcg10: v.item.ndcg_at(10),
             train_s,
-            eval_s,
-            tokens_per_s: tokens as f64 / train_s.max(1e-9),
-            targets_per_s: targets as f64 / train_s.max(1e-9),
+            eval_s: t1.elapsed().as_secs_f64(),
+            tokens_per_s: trained.tokens as f64 / train_s.max(1e-9),
+            targets_per_s: trained.targets as f64 / train_s.max(1e-9),
             valid_live,
-        };
-        let improved = entry.valid_ndcg10 > state.best_ndcg10 || state.best_epoch == 0;
-        if improved {
-            state.best_ndcg10 = entry.valid_ndcg10;
-            state.best_epoch = epoch + 1;
-            state.epochs_without_improvement = 0;
-            varmap.save(out.join("model.safetensors"))?;
-        } else {
-            state.epochs_without_improvement += 1;
-        }
-        if let Some(ema) = &mut ema {
-            ema.swap()?;
-            ema.save(&out.join(ema::FILE))?;
-        }
-        varmap.save(out.join("last.safetensors"))?;
-        opt.save(&out.join("optimizer.safetensors"))?;
-        write_json(&out.join("state.json"), &state)?;
-        writeln!(log, "{}", serde_json::to_string(&entry)?)?;
-        eprintln!(
+        })
+    }
+}
+
+impl EpochLog {
+    /// The epoch's progress line (`*` marks a new best).
+    fn line(&self, improved: bool) -> String {
+        format!(
             "epoch {:>3}  loss {:.4}  valid HR@10 {:.4} NDCG@10 {:.4}{}{}  {:.0}s train ({:.0} tok/s, {:.0} targets/s) + {:.0}s valid",
-            entry.epoch,
-            entry.train_loss,
-            entry.valid_hr10,
-            entry.valid_ndcg10,
+            self.epoch,
+            self.train_loss,
+            self.valid_hr10,
+            self.valid_ndcg10,
             if improved { " *" } else { "" },
-            entry.valid_live.map_or(String::new(), |(hr, ndcg)| format!(
+            self.valid_live.map_or(String::new(), |(hr, ndcg)| format!(
                 "  (live weights: HR@10 {hr:.4} NDCG@10 {ndcg:.4})"
             )),
-            train_s,
-            entry.tokens_per_s,
-            entry.targets_per_s,
-            eval_s
-        );
-        if state.epochs_without_improvement >= args.patience {
-            eprintln!(
-                "early stop: no improvement for {} epochs (best epoch {})",
-                args.patience, state.best_epoch
-            );
-            break;
-        }
+            self.train_s,
+            self.tokens_per_s,
+            self.targets_per_s,
+            self.eval_s
+        )
     }
-    if model.has_item_head() && state.best_epoch > 0 {
-        varmap.load(out.join("model.safetensors"))?;
-        fit_fusion(&model, &ds, &valid_rows, args, out)?;
+}
+
+/// Chooses and calibrates the confidence a run reports ([`eval::calibrate`]) on `rows`
+/// (validation), searching as the engine serves (fused at `item_weight` when given), and
+/// writes `confidence.json` and `calibration.json`; the end of both SFT and RL. An SFT model
+/// has no learned confidence, so there it is the isotonic map of the beam posterior: what
+/// `ugr export` puts into the artifact, so that the engine's confidence reads as the
+/// probability that an item is the next one.
+pub fn calibrate(
+    model: &SidTransformer,
+    catalog: &ugr_core::Catalog,
+    rows: &[Example],
+    beam: usize,
+    item_weight: Option<f32>,
+    out: &Path,
+) -> Result<eval::calibrate::ConfidenceChoice> {
+    eprintln!(
+        "calibrating the confidence on {} validation rows (beam {beam})",
+        rows.len()
+    );
+    let choice = eval::calibrate::fit(model, catalog, rows, beam, eval::SEARCH_BATCH, item_weight)?;
+    eval::calibrate::write(out, &choice)?;
+    for line in choice.lines() {
+        eprintln!("  {line}");
     }
-    Ok(state)
+    Ok(choice)
 }
 
 /// Fits the item-fusion weight of the model on `rows` (validation) and writes `fusion.json`.

@@ -111,6 +111,19 @@ impl AdamW {
         Ok(total.sqrt())
     }
 
+    /// One update with the gradients' global L2 norm clipped to `clip` (no clipping when
+    /// `clip <= 0`); returns the norm before clipping.
+    pub fn clipped_step(&mut self, grads: &GradStore, clip: f64) -> Result<f64> {
+        let norm = self.grad_norm(grads)?;
+        let scale = if clip > 0.0 && norm > clip {
+            clip / norm
+        } else {
+            1.0
+        };
+        self.step(grads, scale)?;
+        Ok(norm)
+    }
+
     /// One update; gradients are scaled by `grad_scale` first (for clipping).
     pub fn step(&mut self, grads: &GradStore, grad_scale: f64) -> Result<()> {
         self.step_count += 1;

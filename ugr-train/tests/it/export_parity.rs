@@ -11,8 +11,10 @@ use ugr_core::{
     Backend, BackendChoice, BeamSearch, Engine, ItemId, SearchOptions, Sid, SidModel, Special, Step, TokenId,
 };
 use ugr_train::export::{ExportOptions, bundle};
+use ugr_train::model::new_model;
 use ugr_train::model::{CandleModel, HistoryEncoding, ItemOutput, ModelConfig};
-use ugr_train::train::{LoadedRun, RunInfo, SftArgs, new_model};
+use ugr_train::run::{LoadedRun, RunInfo};
+use ugr_train::train::SftArgs;
 
 use crate::common::{synthetic, two_layer};
 
@@ -46,7 +48,7 @@ fn run(
     }
     LoadedRun {
         info: RunInfo {
-            format: ugr_train::train::RUN_FORMAT,
+            format: ugr_train::run::RUN_FORMAT,
             sft: SftArgs::default(),
             model: cfg,
             rl: None,

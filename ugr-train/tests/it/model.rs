@@ -6,9 +6,9 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use ugr_core::{BeamSearch, Catalog, ItemId, SearchOptions, Sid};
 use ugr_train::model::layers::Dropout;
+use ugr_train::model::new_model;
 use ugr_train::model::{CandleModel, HistoryEncoding, ModelConfig};
 use ugr_train::train::batches::{build_batch, windows};
-use ugr_train::train::new_model;
 
 use crate::common::{synthetic, two_layer};
 

@@ -1,4 +1,4 @@
-//! CI test of the RL stage (`[ugr-rl]`): a few steps on small data through the `ugr`
+//! CI test of the RL stage (`ugr train rl`): a few steps on small data through the `ugr`
 //! command line with every option, what the run directory holds, the export of the
 //! confidence graph and calibration map into the engine; and the confidence tokens'
 //! start at exactly 0.5, read the same by the teacher-forced pass and the beam search.
@@ -10,11 +10,14 @@ use std::process::Command;
 use candle_core::{DType, Device, Tensor};
 use ugr_core::vocab::Special;
 use ugr_core::{BeamSearch, Calibration, ItemId, SearchOptions, Sid};
+use ugr_train::curves::Curves;
 use ugr_train::eval::calibrate;
 use ugr_train::eval::confidence::Signal;
+use ugr_train::model::new_model;
 use ugr_train::model::{CandleModel, ModelConfig};
-use ugr_train::train::rl::{Curves, RlSummary, init_confidence_tokens};
-use ugr_train::train::{self, RunInfo, SftArgs, new_model, read_json};
+use ugr_train::run::{RunInfo, read_json};
+use ugr_train::train::rl::{RlSummary, init_confidence_tokens};
+use ugr_train::train::{self, SftArgs};
 
 use crate::common::{one_layer, synthetic};
 

@@ -9,6 +9,7 @@ use candle_core::Device;
 use ugr_train::baselines::Baselines;
 use ugr_train::data::{self, LoadOptions, Split, shared_data_dir, synthetic};
 use ugr_train::eval;
+use ugr_train::run;
 use ugr_train::train::{self, EpochLog, SftArgs};
 
 use crate::common::one_layer;
@@ -61,7 +62,7 @@ fn sft_learns_and_resumes() {
         "loss did not fall: {log:?}"
     );
 
-    let run = train::load_run(dir.path(), "model.safetensors", &Device::Cpu).unwrap();
+    let run = run::load_run(dir.path(), "model.safetensors", &Device::Cpu).unwrap();
     let rows = train::sample_rows(&ds.examples(Split::Train, cfg.max_history), 400, 1);
     let model = eval::evaluate(&run.model, &ds.catalog, &rows, 20, 128, |_| {}).unwrap();
     let (pop, _) = Baselines::fit(&ds.catalog, &ds.train).evaluate(&rows, false);
@@ -74,17 +75,17 @@ fn sft_learns_and_resumes() {
 
     // Resume for one more epoch: it continues from epoch 3 with the saved optimiser state.
     let more = SftArgs { epochs: 4, ..args };
-    train::write_json(
+    run::write_json(
         &dir.path().join("run.json"),
-        &train::RunInfo {
-            format: train::RUN_FORMAT,
+        &run::RunInfo {
+            format: run::RUN_FORMAT,
             sft: more,
             model: cfg,
             rl: None,
         },
     )
     .unwrap();
-    let info: train::RunInfo = train::read_json(&dir.path().join("run.json")).unwrap();
+    let info: run::RunInfo = run::read_json(&dir.path().join("run.json")).unwrap();
     let state = train::train_sft(&info.sft, &info.model, dir.path(), true).unwrap();
     assert_eq!(state.epochs_done, 4);
     let log = logs(dir.path());
@@ -114,8 +115,8 @@ fn with_ema_the_saved_model_is_the_validated_average() {
     assert!(dir.path().join(train::ema::FILE).exists());
 
     // model.safetensors holds an average, not live weights...
-    let best = train::load_run(dir.path(), "model.safetensors", &Device::Cpu).unwrap();
-    let last = train::load_run(dir.path(), "last.safetensors", &Device::Cpu).unwrap();
+    let best = run::load_run(dir.path(), "model.safetensors", &Device::Cpu).unwrap();
+    let last = run::load_run(dir.path(), "last.safetensors", &Device::Cpu).unwrap();
     let sorted = |v: &candle_nn::VarMap| {
         let mut vars = train::named_vars(v).unwrap();
         vars.sort_by(|a, b| a.0.cmp(&b.0));

@@ -3,8 +3,9 @@
 
 use candle_core::Device;
 use ugr_train::model::HistoryEncoding;
+use ugr_train::model::new_model;
 use ugr_train::train::batches::{build_batch, epoch_batches, windows};
-use ugr_train::train::{Sharding, new_model, sharded_grads};
+use ugr_train::train::{Sharding, sharded_grads};
 
 use crate::common::{synthetic, two_layer};
 

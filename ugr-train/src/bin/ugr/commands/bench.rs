@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use ugr_train::args::ModelArgs;
 use ugr_train::data::{self, Split};
 use ugr_train::model::{HistoryEncoding, ModelConfig};
 use ugr_train::train::DeviceKind;
@@ -138,8 +139,7 @@ pub(crate) fn bench_train(
     ] {
         let cfg = ModelConfig {
             history,
-            max_history: data.max_history,
-            ..ModelConfig::recipe_for(&ds.catalog)
+            ..ModelArgs::default().config(&ds.catalog, data.load.max_history)
         };
         let name = format!("recipe, {history:?} pos., {threads} thr.");
         let r =
@@ -415,9 +415,10 @@ pub(crate) fn bench_ort(
         rows.push(r);
     }
     // Cross-check: onnxruntime and the engine's backend return the same lists for these requests.
-    let (_, want) = eval::evaluate_search(engine.model(), &catalog, requests, opts, 64, true, |_| {})?;
-    let (_, got) = eval::evaluate_search(&m1, &catalog, requests, opts, 64, true, |_| {})?;
-    let p = eval::parity(&want, &got, opts.top_k);
+    let (_, want) =
+        ugr_train::eval::evaluate_search(engine.model(), &catalog, requests, opts, 64, true, |_| {})?;
+    let (_, got) = ugr_train::eval::evaluate_search(&m1, &catalog, requests, opts, 64, true, |_| {})?;
+    let p = ugr_train::eval::parity(&want, &got, opts.top_k);
     println!(
         "onnxruntime vs the engine, top-{}: {}/{} requests identical in items and order, max score difference {:.2e}",
         opts.top_k, p.identical, p.rows, p.max_score_diff

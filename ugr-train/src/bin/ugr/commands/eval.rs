@@ -7,9 +7,10 @@ use clap::Args;
 use ugr_train::baselines::Baselines;
 use ugr_train::data::{self, Split};
 use ugr_train::eval::calibrate;
-use ugr_train::eval::confidence::ConfidenceCollector;
+use ugr_train::eval::confidence::{ConfidenceCollector, ConfidenceReport};
 use ugr_train::eval::{self, MetricTable};
-use ugr_train::train::{self, DeviceKind};
+use ugr_train::run::LoadedRun;
+use ugr_train::train::DeviceKind;
 
 #[derive(Args)]
 pub(crate) struct EvalArgs {
@@ -21,7 +22,7 @@ pub(crate) struct EvalArgs {
     #[arg(long, default_value_t = 20)]
     pub(crate) beam: usize,
     /// Requests per search call.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = ugr_train::eval::SEARCH_BATCH)]
     pub(crate) batch: usize,
     /// Evaluate only the first N rows.
     #[arg(long)]
@@ -30,7 +31,7 @@ pub(crate) struct EvalArgs {
     #[arg(long)]
     pub(crate) data: Option<PathBuf>,
     /// Weights file inside the run.
-    #[arg(long, default_value = "model.safetensors")]
+    #[arg(long, default_value = ugr_train::run::MODEL)]
     pub(crate) weights: String,
     #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
     pub(crate) device: DeviceKind,
@@ -60,7 +61,7 @@ pub(crate) fn split_name(split: Split) -> &'static str {
 
 pub(crate) fn run(a: &EvalArgs) -> Result<()> {
     let device = a.device.device()?;
-    let run = train::load_run(&a.run, &a.weights, &device)?;
+    let run = ugr_train::run::load_run(&a.run, &a.weights, &device)?;
     let data_path = a.data.clone().unwrap_or_else(|| run.info.sft.data.clone());
     let ds = data::load(&data_path, &run.info.sft.load)
         .with_context(|| format!("loading {}", data_path.display()))?;
@@ -69,6 +70,65 @@ pub(crate) fn run(a: &EvalArgs) -> Result<()> {
     if let Some(n) = a.rows {
         rows.truncate(n);
     }
+    let searched = search(a, &run, &ds, &rows)?;
+    let (engine, engine_lines) = match &a.engine {
+        Some(path) => {
+            let (json, lines) = eval_engine(path, &ds, &rows, a, &searched.lists)?;
+            (Some(json), lines)
+        }
+        None => (None, Vec::new()),
+    };
+    let baselines = Baselines::fit(&ds.catalog, &ds.train);
+    let (pop, trans) = baselines.evaluate(&rows, a.exclude_history);
+    let (pop, trans) = (MetricTable::of(&pop), MetricTable::of(&trans));
+    print_ranking(a, &ds.name, rows.len(), &searched, &trans, &pop, &engine_lines);
+    print_confidence(&searched);
+    write_reliability(a, &ds.name, &searched.confidence)?;
+    let metrics = serde_json::json!({
+        "dataset": ds.name,
+        "split": a.split,
+        "beam": a.beam,
+        "exclude_history": a.exclude_history,
+        "rows": searched.result.rows,
+        "wall_s": searched.result.wall_s,
+        "recommendations_per_s": searched.result.recs_per_s,
+        "model_rows_per_request": searched.result.model_rows_per_request,
+        "model_item": searched.result.item,
+        "model_sid": searched.result.sid,
+        "item_weight": searched.item_weight.filter(|_| searched.generative.is_some()),
+        "model_generative_item": searched.generative.as_ref().map(|g| &g.0.item),
+        "confidence_generative": searched.generative.as_ref().map(|g| &g.1),
+        "baseline_last_item_transitions": trans,
+        "baseline_popularity": pop,
+        "confidence": searched.confidence,
+        "confidence_not_reported": searched.other_confidence,
+        "engine": engine,
+    });
+    let path = a.run.join(ugr_train::run::METRICS_JSON);
+    std::fs::write(&path, serde_json::to_string_pretty(&metrics)?)?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+/// What the run's own searches gave on the rows.
+struct Searched {
+    /// The served search (fused when the model has an item head and a weight).
+    result: eval::EvalResult,
+    /// The fusion weight used, if any.
+    item_weight: Option<f32>,
+    /// The quality of the confidence the run reports.
+    confidence: ConfidenceReport,
+    /// The other signal, where the model has both (for comparison).
+    other_confidence: Option<ConfidenceReport>,
+    /// The generative-only search on the same rows and its confidence, when the served one fuses.
+    generative: Option<(eval::EvalResult, ConfidenceReport)>,
+    /// Every row's list (kept only to compare with `--engine`).
+    lists: Vec<eval::Ranked>,
+}
+
+/// The served search over `rows` with the confidence collectors, and the generative-only
+/// search beside it when the served one fuses the item head.
+fn search(a: &EvalArgs, run: &LoadedRun, ds: &data::Dataset, rows: &[data::Example]) -> Result<Searched> {
     let pb = indicatif::ProgressBar::new(rows.len() as u64);
     let fusion = eval::fusion::read(&a.run)?;
     let item_weight = a.item_weight.or(fusion.as_ref().map(|f| f.weight));
@@ -95,7 +155,7 @@ pub(crate) fn run(a: &EvalArgs) -> Result<()> {
         &decoder,
         &ds.catalog,
         None,
-        &rows,
+        rows,
         &opts,
         a.batch,
         |n| pb.set_position(n as u64),
@@ -111,43 +171,51 @@ pub(crate) fn run(a: &EvalArgs) -> Result<()> {
     )?;
     pb.finish_and_clear();
     let fused = run.model.has_item_head() && item_weight.is_some();
-    // The generative-only search on the same rows, and its confidence, beside the fused one.
-    let mut generative_collector = ConfidenceCollector::new(source, calibration.clone(), opts.beta);
     let generative = if fused {
         let opts = ugr_core::SearchOptions {
             item_fusion: ugr_core::ItemFusion::Off,
             ..opts
         };
-        Some(eval::search_rows(
+        let mut collector = ConfidenceCollector::new(source, calibration, opts.beta);
+        let result = eval::search_rows(
             &decoder,
             &ds.catalog,
             None,
-            &rows,
+            rows,
             &opts,
             a.batch,
             |_| {},
-            |e, r| generative_collector.add(e, r),
-        )?)
+            |e, r| collector.add(e, r),
+        )?;
+        Some((result, collector.report()))
     } else {
         None
     };
-    let confidence = collector.report();
-    let other_confidence = other.as_ref().map(ConfidenceCollector::report);
-    let (engine, engine_lines) = match &a.engine {
-        Some(path) => {
-            let (json, lines) = eval_engine(path, &ds, &rows, a, &lists)?;
-            (Some(json), lines)
-        }
-        None => (None, Vec::new()),
-    };
-    let baselines = Baselines::fit(&ds.catalog, &ds.train);
-    let (pop, trans) = baselines.evaluate(&rows, a.exclude_history);
-    let (pop, trans) = (MetricTable::of(&pop), MetricTable::of(&trans));
+    Ok(Searched {
+        result,
+        item_weight,
+        confidence: collector.report(),
+        other_confidence: other.as_ref().map(ConfidenceCollector::report),
+        generative,
+        lists,
+    })
+}
+
+/// The ranking table: the model (fused and generative-only), the floors, the engine.
+fn print_ranking(
+    a: &EvalArgs,
+    name: &str,
+    rows: usize,
+    s: &Searched,
+    trans: &MetricTable,
+    pop: &MetricTable,
+    engine_lines: &[String],
+) {
     println!(
         "{} {:?} split: {} rows, beam {}{}",
-        ds.name,
+        name,
         a.split,
-        rows.len(),
+        rows,
         a.beam,
         if a.exclude_history {
             ", history items excluded"
@@ -156,29 +224,35 @@ pub(crate) fn run(a: &EvalArgs) -> Result<()> {
         }
     );
     println!("{}", MetricTable::header());
-    if let (Some(g), Some(w)) = (&generative, item_weight) {
-        println!("{}", result.item.row(&format!("model, fused w={w} (hit = item)")));
-        println!("{}", result.sid.row(&format!("model, fused w={w} (hit = SID)")));
+    if let (Some((g, _)), Some(w)) = (&s.generative, s.item_weight) {
+        println!(
+            "{}",
+            s.result.item.row(&format!("model, fused w={w} (hit = item)"))
+        );
+        println!("{}", s.result.sid.row(&format!("model, fused w={w} (hit = SID)")));
         println!("{}", g.item.row("model, generative only (item)"));
     } else {
-        println!("{}", result.item.row("model (hit = target item)"));
-        println!("{}", result.sid.row("model (hit = target SID)"));
+        println!("{}", s.result.item.row("model (hit = target item)"));
+        println!("{}", s.result.sid.row("model (hit = target SID)"));
     }
     println!("{}", trans.row("last-item transitions (floor)"));
     println!("{}", pop.row("popularity"));
-    for line in &engine_lines {
+    for line in engine_lines {
         println!("{line}");
     }
     println!(
         "wall {:.1}s, {:.1} recommendations/s, {:.1} model rows per request",
-        result.wall_s, result.recs_per_s, result.model_rows_per_request
+        s.result.wall_s, s.result.recs_per_s, s.result.model_rows_per_request
     );
-    for line in confidence.lines() {
+}
+
+/// The confidence figures: the reported signal, the generative-only search's, the other signal's.
+fn print_confidence(s: &Searched) {
+    let f = |x: Option<f64>| x.map_or("n/a".to_owned(), |v| format!("{v:.4}"));
+    for line in s.confidence.lines() {
         println!("{line}");
     }
-    let generative_confidence = generative.as_ref().map(|_| generative_collector.report());
-    if let Some(g) = &generative_confidence {
-        let f = |x: Option<f64>| x.map_or("n/a".to_owned(), |v| format!("{v:.4}"));
+    if let Some((_, g)) = &s.generative {
         println!(
             "  (generative-only search: AUROC hit@1 {}, hit@10 {}; ECE top-1 {:.4} raw)",
             f(g.auroc_hit1),
@@ -186,8 +260,7 @@ pub(crate) fn run(a: &EvalArgs) -> Result<()> {
             g.top1_vs_hit1_raw.ece
         );
     }
-    if let Some(o) = &other_confidence {
-        let f = |x: Option<f64>| x.map_or("n/a".to_owned(), |v| format!("{v:.4}"));
+    if let Some(o) = &s.other_confidence {
         println!(
             "  (not reported, for comparison: {}{}: AUROC hit@1 {}, hit@10 {}; ECE top-1 {:.4}, top-10 items {:.4}; \
              50% most confident / all {:.3})",
@@ -200,6 +273,10 @@ pub(crate) fn run(a: &EvalArgs) -> Result<()> {
             o.ndcg10_confident_half_over_all
         );
     }
+}
+
+/// The reliability diagram of the reported confidence, raw and calibrated, as SVG in the run.
+fn write_reliability(a: &EvalArgs, name: &str, confidence: &ConfidenceReport) -> Result<()> {
     let diagram = a.run.join(format!("reliability-{}.svg", split_name(a.split)));
     let mut curves = vec![("top-1 vs hit@1, raw", &confidence.top1_vs_hit1_raw)];
     if confidence.calibrated {
@@ -213,36 +290,13 @@ pub(crate) fn run(a: &EvalArgs) -> Result<()> {
         &diagram,
         &format!(
             "{} {}: reliability ({} bins)",
-            ds.name,
+            name,
             split_name(a.split),
             eval::confidence::ECE_BINS
         ),
         &curves,
     )?;
     eprintln!("wrote {}", diagram.display());
-    let metrics = serde_json::json!({
-        "dataset": ds.name,
-        "split": a.split,
-        "beam": a.beam,
-        "exclude_history": a.exclude_history,
-        "rows": result.rows,
-        "wall_s": result.wall_s,
-        "recommendations_per_s": result.recs_per_s,
-        "model_rows_per_request": result.model_rows_per_request,
-        "model_item": result.item,
-        "model_sid": result.sid,
-        "item_weight": item_weight.filter(|_| fused),
-        "model_generative_item": generative.as_ref().map(|g| &g.item),
-        "confidence_generative": generative_confidence,
-        "baseline_last_item_transitions": trans,
-        "baseline_popularity": pop,
-        "confidence": confidence,
-        "confidence_not_reported": other_confidence,
-        "engine": engine,
-    });
-    let path = a.run.join("metrics.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&metrics)?)?;
-    eprintln!("wrote {}", path.display());
     Ok(())
 }
 

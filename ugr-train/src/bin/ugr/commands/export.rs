@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use ugr_train::data;
-use ugr_train::train;
 
 #[derive(Args)]
 pub(crate) struct ExportArgs {
@@ -24,7 +23,7 @@ pub(crate) struct ExportArgs {
 }
 
 pub(crate) fn run(a: &ExportArgs) -> Result<()> {
-    let run = train::load_run(&a.run, &a.weights, &candle_core::Device::Cpu)?;
+    let run = ugr_train::run::load_run(&a.run, &a.weights, &candle_core::Device::Cpu)?;
     let ds = data::load(&run.info.sft.data, &run.info.sft.load)?;
     let calibration = ugr_train::export::run_calibration(&a.run)?;
     let bundle = ugr_train::export::bundle(

@@ -1,5 +1,5 @@
 //! One module per `ugr` command (`ugr <command> ...` is `<command>.rs`), and what several
-//! commands share: the dataset arguments, `on`/`off` flags and pruning specs.
+//! commands share: the dataset arguments, pruning specs and the backend choice.
 
 pub(crate) mod bench;
 pub(crate) mod data;
@@ -15,44 +15,20 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use ugr_train::data::{LoadOptions, SplitProtocol};
-
-pub(crate) fn on_off(s: &str) -> std::result::Result<bool, String> {
-    match s {
-        "on" | "true" => Ok(true),
-        "off" | "false" => Ok(false),
-        _ => Err(format!("expected on or off, got {s:?}")),
-    }
-}
+use ugr_train::data::LoadOptions;
 
 #[derive(Args)]
 pub(crate) struct DataArgs {
     /// Dataset directory (LETTER, Amazon-2023, MiniOneRec formats), an interactions CSV, or `builtin:synthetic`.
     #[arg(long, default_value = ugr_train::data::synthetic::BUILTIN)]
     pub(crate) data: PathBuf,
-    /// SID index: required for an interactions CSV; for a LETTER or Amazon-2023 directory it
-    /// replaces the dataset's own index (e.g. SIDs from `ugr sid build`).
-    #[arg(long)]
-    pub(crate) index: Option<PathBuf>,
-    /// Split protocol for an interactions CSV.
-    #[arg(long, value_enum, default_value_t = SplitProtocol::Loo)]
-    pub(crate) split_protocol: SplitProtocol,
-    /// History items kept (and read by the model).
-    #[arg(long, default_value_t = 20)]
-    pub(crate) max_history: usize,
-    /// Drop interactions with items missing from the index instead of failing.
-    #[arg(long)]
-    pub(crate) skip_unknown: bool,
+    #[command(flatten)]
+    pub(crate) load: LoadOptions,
 }
 
 impl DataArgs {
     pub(crate) fn load_options(&self) -> LoadOptions {
-        LoadOptions {
-            max_history: self.max_history,
-            skip_unknown: self.skip_unknown,
-            index: self.index.clone(),
-            split: self.split_protocol,
-        }
+        self.load.clone()
     }
 }
 

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Subcommand;
-use ugr_train::train;
 
 #[derive(Subcommand)]
 pub(crate) enum PlotCommand {
@@ -25,8 +24,8 @@ pub(crate) fn run(cmd: PlotCommand) -> Result<()> {
         PlotCommand::Curves { runs, out } => {
             let curves = runs
                 .iter()
-                .map(|r| train::read_json(&r.join("curves.json")))
-                .collect::<Result<Vec<train::rl::Curves>>>()?;
+                .map(|r| ugr_train::run::read_json(&r.join(ugr_train::run::CURVES_JSON)))
+                .collect::<Result<Vec<ugr_train::curves::Curves>>>()?;
             ugr_train::plot::curves_svg(&out, &curves)?;
             eprintln!("wrote {}", out.display());
             Ok(())

@@ -5,7 +5,6 @@ use std::path::Path;
 use anyhow::Result;
 use clap::Args;
 use ugr_train::data;
-use ugr_train::train;
 
 #[derive(Args)]
 pub(crate) struct QuickstartArgs {
@@ -24,6 +23,9 @@ pub(crate) struct QuickstartArgs {
     /// Peak learning rate.
     #[arg(long, default_value_t = 2e-3)]
     pub(crate) lr: f64,
+    /// Validation rows for early stopping, the fusion fit and the calibration (0 = all).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) eval_rows: usize,
     /// Users shown with their recommendations.
     #[arg(long, default_value_t = 3)]
     pub(crate) users: usize,
@@ -51,6 +53,8 @@ pub(crate) fn run(a: &QuickstartArgs, ugr: &dyn Fn(Vec<String>) -> Result<()>) -
         a.batch_size.to_string(),
         s("--lr"),
         a.lr.to_string(),
+        s("--eval-rows"),
+        a.eval_rows.to_string(),
         s("--overwrite"),
     ])?;
     run(vec![
@@ -60,7 +64,7 @@ pub(crate) fn run(a: &QuickstartArgs, ugr: &dyn Fn(Vec<String>) -> Result<()>) -
         s("--out"),
         model.clone(),
     ])?;
-    let info = train::read_run_info(Path::new(&a.out))?;
+    let info = ugr_train::run::read_run_info(Path::new(&a.out))?;
     let ds = data::load(&info.sft.data, &info.sft.load)?;
     for e in ds.test.iter().filter(|e| !e.history.is_empty()).take(a.users) {
         let history: Vec<String> = e

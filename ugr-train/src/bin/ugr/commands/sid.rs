@@ -116,6 +116,9 @@ pub(crate) fn sid_build(a: &SidBuildArgs) -> Result<()> {
         ..sid::BuildConfig::default()
     };
     let built = sid::build(&emb, &cfg);
+    if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     built
         .write_index(&a.out)
         .with_context(|| format!("writing {}", a.out.display()))?;
