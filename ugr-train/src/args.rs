@@ -38,6 +38,10 @@ impl DeviceKind {
     }
 }
 
+/// Requests per search call of the trainer's validation, calibration and RL checks (the
+/// default of `ugr eval --batch`).
+pub const SEARCH_BATCH: usize = 256;
+
 /// `on`/`off` (or `true`/`false`) for the switches of the command line.
 pub fn on_off(s: &str) -> std::result::Result<bool, String> {
     match s {
@@ -105,7 +109,7 @@ pub struct SftArgs {
     #[arg(long, default_value_t = 0)]
     pub eval_rows: usize,
     /// Requests per search call.
-    #[arg(skip = crate::eval::SEARCH_BATCH)]
+    #[arg(skip = SEARCH_BATCH)]
     pub eval_batch: usize,
     /// Stop after this many optimiser steps in total (smoke tests, benchmarks).
     #[arg(long)]
@@ -243,7 +247,7 @@ pub struct RlArgs {
     #[arg(long)]
     pub from: PathBuf,
     /// Weights file of the SFT run.
-    #[arg(long, default_value = crate::run::MODEL)]
+    #[arg(long, default_value = crate::files::MODEL)]
     pub from_weights: String,
     /// The reward of a rollout group.
     #[arg(long, value_enum, default_value_t = RewardKind::Uncertainty)]

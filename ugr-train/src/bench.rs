@@ -77,7 +77,7 @@ pub fn bench_training(
     }
     let secs = start.elapsed().as_secs_f64();
     let rows = sample_rows(&ds.test, eval_rows, 1);
-    let e = eval::evaluate(&model, &ds.catalog, &rows, 20, eval::SEARCH_BATCH, |_| {})?;
+    let e = eval::evaluate(&model, &ds.catalog, &rows, 20, crate::args::SEARCH_BATCH, |_| {})?;
     crate::set_threads(0);
     Ok(BenchRow {
         name: name.to_owned(),

@@ -5,7 +5,8 @@
 //! | [`data`] | the `ugr-data` crate re-exported: readers of the public formats and of users' logs; the synthetic dataset |
 //! | [`model`] | the SID transformer in candle; its [`ugr_core::SidModel`] implementation |
 //! | [`args`] | the training stages' arguments and their defaults (what `run.json` records, what `ugr train` parses) |
-//! | [`run`] | the run directory: file names, `run.json`, loading a run, JSON I/O |
+//! | [`files`] | the run directory's file names |
+//! | [`run`] | the run directory: `run.json`, loading a run, JSON I/O |
 //! | [`eval`] | evaluation with ugr-core's beam search and metrics; confidence quality (ECE, AUROC, risk-coverage), the fusion fit, the confidence choice |
 //! | [`curves`] | the RL stage's curve records |
 //! | [`plot`] | SVG charts: RL curves, reliability diagrams |
@@ -16,9 +17,9 @@
 //! | `ort_backend` | feature `ort`: onnxruntime behind `SidModel`, for the benchmark |
 //! | [`export`] | ONNX graphs, the model contract and the artifact (`ugr export`) |
 //!
-//! The modules form a layered graph without cycles: `data` < `model` < `args` < `run` <
-//! `eval` < `curves` < `plot` < `train` < `export`, `bench*`; a module imports only modules
-//! to its left.
+//! The modules form a layered graph without cycles: `data` < `files` < `model` < `args` <
+//! `run` < `eval` < `curves` < `plot` < `train` < `export`, `bench*`; a module imports only
+//! modules to its left (`sid`, `baselines` and `ort_backend` only `data` or nothing).
 
 pub mod args;
 pub mod baselines;
@@ -28,6 +29,7 @@ pub mod bench_soak;
 pub mod curves;
 pub mod eval;
 pub mod export;
+pub mod files;
 pub mod model;
 #[cfg(feature = "ort")]
 pub mod ort_backend;

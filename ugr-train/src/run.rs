@@ -23,32 +23,8 @@ use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
 use crate::args::{RlArgs, SftArgs};
+use crate::files::{CONFIG_JSON, RUN_JSON};
 use crate::model::{ModelConfig, SidTransformer};
-
-/// `run.json`.
-pub const RUN_JSON: &str = "run.json";
-/// `config.json`.
-pub const CONFIG_JSON: &str = "config.json";
-/// The weights `ugr eval` and `ugr export` use.
-pub const MODEL: &str = "model.safetensors";
-/// SFT's last epoch (for `--resume`).
-pub const LAST: &str = "last.safetensors";
-/// SFT's optimiser state (for `--resume`).
-pub const OPTIMIZER: &str = "optimizer.safetensors";
-/// SFT's `state.json`.
-pub const STATE_JSON: &str = "state.json";
-/// One JSON line per epoch (SFT) or check (RL).
-pub const LOG_JSONL: &str = "log.jsonl";
-/// RL: the best weights by validation NDCG@10.
-pub const BEST: &str = "best.safetensors";
-/// RL: the curves.
-pub const CURVES_JSON: &str = "curves.json";
-/// RL: the curves as a chart.
-pub const CURVES_SVG: &str = "curves.svg";
-/// RL: what the run ended with.
-pub const SUMMARY_JSON: &str = "summary.json";
-/// `ugr eval`'s metrics.
-pub const METRICS_JSON: &str = "metrics.json";
 
 /// The run-directory format this build writes; [`read_run_info`] refuses newer ones.
 pub const RUN_FORMAT: u32 = 1;

@@ -102,10 +102,6 @@ pub fn ranks(catalog: &Catalog, returned: &[ItemId], target: ItemId) -> (Option<
     (item, sid)
 }
 
-/// Requests per search call of the trainer's validation, calibration and RL checks (the
-/// default of `ugr eval --batch`).
-pub const SEARCH_BATCH: usize = 256;
-
 /// Evaluates `model` on `rows` with the pure generative search: beam `beam`, top-20
 /// returned, `batch` requests per search call.
 pub fn evaluate(

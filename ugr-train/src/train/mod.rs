@@ -27,6 +27,7 @@ use self::optim::{AdamW, AdamWParams, learning_rate};
 pub use crate::args::{DeviceKind, SftArgs};
 use crate::data::{self, Dataset, Example};
 use crate::eval::{self, EvalResult};
+use crate::files;
 use crate::model::layers::Dropout;
 use crate::model::{ModelConfig, SidTransformer, new_model};
 use crate::run::{self, RUN_FORMAT, RunInfo, read_json, write_json};
@@ -277,9 +278,9 @@ pub fn train_sft(args: &SftArgs, cfg: &ModelConfig, out: &Path, resume: bool) ->
     let mut opt = AdamW::new(named, params)?;
     let mut state = TrainState::default();
     if resume {
-        state = read_json(&out.join(run::STATE_JSON))?;
-        varmap.load(out.join(run::LAST))?;
-        opt.load(&out.join(run::OPTIMIZER), &device)?;
+        state = read_json(&out.join(files::STATE_JSON))?;
+        varmap.load(out.join(files::LAST))?;
+        opt.load(&out.join(files::OPTIMIZER), &device)?;
         opt.step_count = state.steps;
         if let Some(ema) = &mut ema {
             ema.load(&out.join(ema::FILE), &device)?;
@@ -296,7 +297,7 @@ pub fn train_sft(args: &SftArgs, cfg: &ModelConfig, out: &Path, resume: bool) ->
             rl: None,
         };
         run::write_run_info(out, &info)?;
-        let _ = std::fs::remove_file(out.join(run::LOG_JSONL));
+        let _ = std::fs::remove_file(out.join(files::LOG_JSONL));
     }
     let params_count: usize = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
     eprintln!(
@@ -308,7 +309,7 @@ pub fn train_sft(args: &SftArgs, cfg: &ModelConfig, out: &Path, resume: bool) ->
     let mut log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(out.join(run::LOG_JSONL))?;
+        .open(out.join(files::LOG_JSONL))?;
     let epoch_run = Epochs {
         model: &model,
         ds: &ds,
@@ -329,7 +330,7 @@ pub fn train_sft(args: &SftArgs, cfg: &ModelConfig, out: &Path, resume: bool) ->
             state.best_ndcg10 = entry.valid_ndcg10;
             state.best_epoch = epoch + 1;
             state.epochs_without_improvement = 0;
-            varmap.save(out.join(run::MODEL))?;
+            varmap.save(out.join(files::MODEL))?;
         } else {
             state.epochs_without_improvement += 1;
         }
@@ -337,9 +338,9 @@ pub fn train_sft(args: &SftArgs, cfg: &ModelConfig, out: &Path, resume: bool) ->
             ema.swap()?;
             ema.save(&out.join(ema::FILE))?;
         }
-        varmap.save(out.join(run::LAST))?;
-        opt.save(&out.join(run::OPTIMIZER))?;
-        write_json(&out.join(run::STATE_JSON), &state)?;
+        varmap.save(out.join(files::LAST))?;
+        opt.save(&out.join(files::OPTIMIZER))?;
+        write_json(&out.join(files::STATE_JSON), &state)?;
         writeln!(log, "{}", serde_json::to_string(&entry)?)?;
         eprintln!("{}", entry.line(improved));
         if state.epochs_without_improvement >= args.patience {
@@ -351,7 +352,7 @@ pub fn train_sft(args: &SftArgs, cfg: &ModelConfig, out: &Path, resume: bool) ->
         }
     }
     if state.best_epoch > 0 {
-        varmap.load(out.join(run::MODEL))?;
+        varmap.load(out.join(files::MODEL))?;
         let fusion = if model.has_item_head() {
             fit_fusion(&model, &ds, &valid_rows, args, out)?
         } else {
@@ -598,7 +599,7 @@ pub fn calibrate(
         "calibrating the confidence on {} validation rows (beam {beam})",
         rows.len()
     );
-    let choice = eval::calibrate::fit(model, catalog, rows, beam, eval::SEARCH_BATCH, item_weight)?;
+    let choice = eval::calibrate::fit(model, catalog, rows, beam, crate::args::SEARCH_BATCH, item_weight)?;
     eval::calibrate::write(out, &choice)?;
     for line in choice.lines() {
         eprintln!("  {line}");

@@ -85,6 +85,7 @@ pub use crate::args::{PolicyKind, RewardKind, RlArgs};
 use crate::curves::{CurvePoint, Curves};
 use crate::data::{self, Dataset, Example};
 use crate::eval;
+use crate::files;
 use crate::model::{CandleModel, ModelConfig, SidTransformer};
 use crate::run::{self, RunInfo, read_run_info, write_json};
 
@@ -298,7 +299,7 @@ pub fn train_rl(args: &RlArgs, out: &Path) -> Result<RlSummary> {
         }
     }
     pb.finish_and_clear();
-    varmap.save(out.join(run::MODEL))?;
+    varmap.save(out.join(files::MODEL))?;
     let wall_s = checks.finish()?;
 
     // The reported confidence and its calibration map, chosen and fitted on the validation
@@ -315,7 +316,7 @@ pub fn train_rl(args: &RlArgs, out: &Path) -> Result<RlSummary> {
         wall_s,
         prompts_per_s: prompts_done as f64 / wall_s.max(1e-9),
     };
-    write_json(&out.join(run::SUMMARY_JSON), &summary)?;
+    write_json(&out.join(files::SUMMARY_JSON), &summary)?;
     Ok(summary)
 }
 
@@ -354,7 +355,7 @@ impl<'a> Checks<'a> {
             rows: sample_rows(&ds.valid, args.eval_rows, args.seed),
             served,
             out,
-            log: std::fs::File::create(out.join(run::LOG_JSONL))?,
+            log: std::fs::File::create(out.join(files::LOG_JSONL))?,
             curves: Curves {
                 label: args.label(),
                 rl: args.clone(),
@@ -373,7 +374,7 @@ impl<'a> Checks<'a> {
         eprintln!("step     0  valid HR@10 {hr0:.4} NDCG@10 {ndcg0:.4} (SFT start)");
         checks.start_ndcg10 = ndcg0;
         checks.best = (ndcg0, 0);
-        varmap.save(out.join(run::BEST))?;
+        varmap.save(out.join(files::BEST))?;
         Ok(checks)
     }
 
@@ -385,7 +386,7 @@ impl<'a> Checks<'a> {
             self.catalog,
             &self.rows,
             self.args.eval_beam,
-            eval::SEARCH_BATCH,
+            crate::args::SEARCH_BATCH,
             self.served,
             |_| {},
         )?;
@@ -395,7 +396,7 @@ impl<'a> Checks<'a> {
     fn record(&mut self, point: CurvePoint) -> Result<()> {
         writeln!(self.log, "{}", serde_json::to_string(&point)?)?;
         self.curves.points.push(point);
-        write_json(&self.out.join(run::CURVES_JSON), &self.curves)
+        write_json(&self.out.join(files::CURVES_JSON), &self.curves)
     }
 
     /// A check after `step` steps: validates, records the point with the rollout figures
@@ -418,16 +419,16 @@ impl<'a> Checks<'a> {
         self.record(point)?;
         if better {
             self.best = (ndcg, step);
-            self.varmap.save(self.out.join(run::BEST))?;
+            self.varmap.save(self.out.join(files::BEST))?;
         }
         Ok(line)
     }
 
     /// Writes the curves and their chart; returns the seconds since the start.
     fn finish(&self) -> Result<f64> {
-        write_json(&self.out.join(run::CURVES_JSON), &self.curves)?;
+        write_json(&self.out.join(files::CURVES_JSON), &self.curves)?;
         crate::plot::curves_svg(
-            &self.out.join(run::CURVES_SVG),
+            &self.out.join(files::CURVES_SVG),
             std::slice::from_ref(&self.curves),
         )?;
         Ok(self.start.elapsed().as_secs_f64())

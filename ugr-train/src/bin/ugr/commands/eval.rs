@@ -22,7 +22,7 @@ pub(crate) struct EvalArgs {
     #[arg(long, default_value_t = 20)]
     pub(crate) beam: usize,
     /// Requests per search call.
-    #[arg(long, default_value_t = ugr_train::eval::SEARCH_BATCH)]
+    #[arg(long, default_value_t = ugr_train::args::SEARCH_BATCH)]
     pub(crate) batch: usize,
     /// Evaluate only the first N rows.
     #[arg(long)]
@@ -31,7 +31,7 @@ pub(crate) struct EvalArgs {
     #[arg(long)]
     pub(crate) data: Option<PathBuf>,
     /// Weights file inside the run.
-    #[arg(long, default_value = ugr_train::run::MODEL)]
+    #[arg(long, default_value = ugr_train::files::MODEL)]
     pub(crate) weights: String,
     #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
     pub(crate) device: DeviceKind,
@@ -104,7 +104,7 @@ pub(crate) fn run(a: &EvalArgs) -> Result<()> {
         "confidence_not_reported": searched.other_confidence,
         "engine": engine,
     });
-    let path = a.run.join(ugr_train::run::METRICS_JSON);
+    let path = a.run.join(ugr_train::files::METRICS_JSON);
     std::fs::write(&path, serde_json::to_string_pretty(&metrics)?)?;
     eprintln!("wrote {}", path.display());
     Ok(())

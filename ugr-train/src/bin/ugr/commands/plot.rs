@@ -24,7 +24,7 @@ pub(crate) fn run(cmd: PlotCommand) -> Result<()> {
         PlotCommand::Curves { runs, out } => {
             let curves = runs
                 .iter()
-                .map(|r| ugr_train::run::read_json(&r.join(ugr_train::run::CURVES_JSON)))
+                .map(|r| ugr_train::run::read_json(&r.join(ugr_train::files::CURVES_JSON)))
                 .collect::<Result<Vec<ugr_train::curves::Curves>>>()?;
             ugr_train::plot::curves_svg(&out, &curves)?;
             eprintln!("wrote {}", out.display());

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use ugr_train::args::{ModelArgs, RlArgs, SftArgs};
-use ugr_train::{data, run, train};
+use ugr_train::{data, files, run, train};
 
 #[derive(Subcommand)]
 pub(crate) enum TrainCommand {
@@ -33,7 +33,7 @@ pub(crate) enum TrainCommand {
         #[arg(long)]
         run: PathBuf,
         /// Weights file inside the run.
-        #[arg(long, default_value = run::MODEL)]
+        #[arg(long, default_value = files::MODEL)]
         weights: String,
         /// Validation rows (0 = all, a fixed seeded sample otherwise).
         #[arg(long, default_value_t = 0)]
@@ -79,7 +79,7 @@ pub(crate) fn run(cmd: TrainCommand) -> Result<()> {
         TrainCommand::Sft(a) => train_sft(&a),
         TrainCommand::Rl(a) => train_rl(&a),
         TrainCommand::Fuse { run, eval_rows } => {
-            let loaded = run::load_run(&run, run::MODEL, &candle_core::Device::Cpu)?;
+            let loaded = run::load_run(&run, files::MODEL, &candle_core::Device::Cpu)?;
             let mut args = loaded.info.sft.clone();
             if let Some(n) = eval_rows {
                 args.eval_rows = n;
@@ -119,7 +119,7 @@ fn calibrate(run_dir: &std::path::Path, weights: &str, rows: usize, beam: usize)
 
 pub(crate) fn train_sft(a: &SftCli) -> Result<()> {
     anyhow::ensure!(
-        a.resume || a.overwrite || !a.out.join(run::RUN_JSON).exists(),
+        a.resume || a.overwrite || !a.out.join(files::RUN_JSON).exists(),
         "{} already holds a run: pass --resume to continue it, --overwrite to replace it, or another --out",
         a.out.display()
     );
@@ -137,14 +137,14 @@ pub(crate) fn train_sft(a: &SftCli) -> Result<()> {
         "done: best validation NDCG@10 {:.4} at epoch {}; weights in {}",
         state.best_ndcg10,
         state.best_epoch,
-        a.out.join(run::MODEL).display()
+        a.out.join(files::MODEL).display()
     );
     Ok(())
 }
 
 pub(crate) fn train_rl(a: &RlCli) -> Result<()> {
     anyhow::ensure!(
-        a.overwrite || !a.out.join(run::RUN_JSON).exists(),
+        a.overwrite || !a.out.join(files::RUN_JSON).exists(),
         "{} already holds a run: pass --overwrite to replace it, or another --out",
         a.out.display()
     );
@@ -159,7 +159,7 @@ pub(crate) fn train_rl(a: &RlCli) -> Result<()> {
         s.final_ndcg10,
         s.best_ndcg10,
         s.best_step,
-        a.out.join(run::MODEL).display(),
+        a.out.join(files::MODEL).display(),
         a.out.join(ugr_train::eval::calibrate::MAP_FILE).display()
     );
     Ok(())
