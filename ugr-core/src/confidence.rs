@@ -238,7 +238,7 @@ mod tests {
             x ^= x << 17;
             (x >> 11) as f64 / (1u64 << 53) as f64
         };
-        let raw: alloc::vec::Vec<f32> = (0..10_000).map(|_| next() as f32).collect();
+        let raw: alloc::vec::Vec<f32> = (0..3_000).map(|_| next() as f32).collect();
         let hit: alloc::vec::Vec<bool> = raw.iter().map(|&r| next() < f64::from(r) * 0.5).collect();
         let map = Calibration::fit_isotonic(&raw, &hit).unwrap();
         let Calibration::Isotonic { x, y } = &map else {

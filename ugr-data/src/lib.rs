@@ -1,4 +1,4 @@
-//! ugr's data readers: the public benchmark formats (see `../shared/data/README.md`) and
+//! ugr's data readers: the public benchmark formats (LETTER/LC-Rec, Amazon-2023, MiniOneRec; `docs/training.md`) and
 //! users' own interaction logs, all producing one [`Dataset`]; SID indexes ([`index`]) and
 //! item embeddings ([`embeddings`]). The trainer re-exports this crate as `ugr_train::data`.
 //!

@@ -4,7 +4,7 @@
 //! Level 1 clusters the embeddings into `codebook` codes; level `l + 1` clusters the
 //! residuals left by level `l` (every item, one global codebook per level). Items that end
 //! with the same code tuple collide; [`Collisions`] says what happens to them. The result
-//! is written in the `index.json` format of `../shared/data` and read back by every
+//! is written in the LETTER `index.json` format and read back by every
 //! `--data`/`--index` reader.
 //!
 //! ```
@@ -334,7 +334,7 @@ fn level_stats(codes: &[Vec<u32>], codebooks: &[u32], errors: &[f64]) -> Vec<Lev
 }
 
 impl Built {
-    /// Writes the index in the `../shared/data` format: one `"item": ["<a_12>", ...]` per
+    /// Writes the index in the LETTER `index.json` format: one `"item": ["<a_12>", ...]` per
     /// line, items in increasing id order.
     pub fn write_index(&self, path: &Path) -> std::io::Result<()> {
         let mut order: Vec<usize> = (0..self.items.len()).collect();
