@@ -80,6 +80,53 @@ impl RankingMetrics {
     }
 }
 
+/// How widely recommendations spread over a catalog: from how often each catalog item was
+/// recommended (its exposure; items never recommended count as 0).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Exposure {
+    /// Catalog items recommended at least once.
+    pub distinct: usize,
+    /// `distinct / catalog items` (catalog coverage).
+    pub coverage: f64,
+    /// Gini coefficient of the exposure counts over every catalog item: 0 when every item is
+    /// recommended equally often, towards 1 when a few items take every slot.
+    pub gini: f64,
+}
+
+/// The [`Exposure`] of per-item recommendation counts (one entry per catalog item).
+///
+/// ```
+/// use ugr_core::metrics::exposure;
+/// let even = exposure(&[3, 3, 3, 3]);
+/// assert_eq!((even.distinct, even.coverage, even.gini), (4, 1.0, 0.0));
+/// let one = exposure(&[0, 0, 0, 8]);
+/// assert_eq!((one.distinct, one.coverage), (1, 0.25));
+/// assert!((one.gini - 0.75).abs() < 1e-12); // (n - 1) / n for n = 4
+/// ```
+pub fn exposure(counts: &[u64]) -> Exposure {
+    let n = counts.len();
+    let distinct = counts.iter().filter(|&&c| c > 0).count();
+    let total: f64 = counts.iter().map(|&c| c as f64).sum();
+    let gini = if n == 0 || total == 0.0 {
+        0.0
+    } else {
+        let mut sorted = counts.to_vec();
+        sorted.sort_unstable();
+        // G = 2 sum_i i x_(i) / (n sum x) - (n + 1) / n, i = 1..n over ascending counts.
+        let weighted: f64 = sorted
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| (i + 1) as f64 * c as f64)
+            .sum();
+        2.0 * weighted / (n as f64 * total) - (n as f64 + 1.0) / n as f64
+    };
+    Exposure {
+        distinct,
+        coverage: if n == 0 { 0.0 } else { distinct as f64 / n as f64 },
+        gini,
+    }
+}
+
 /// The 0-based position of the first element equal to `target`.
 pub fn rank_of<T: PartialEq>(list: impl IntoIterator<Item = T>, target: &T) -> Option<usize> {
     list.into_iter().position(|x| x == *target)

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use candle_core::Result;
 use serde::{Deserialize, Serialize};
-use ugr_core::metrics::{CUTOFFS, RankingMetrics};
+use ugr_core::metrics::{CUTOFFS, Exposure, RankingMetrics, exposure};
 use ugr_core::{
     BeamSearch, Calibration, Catalog, ItemId, Normalization, Recommendations, SearchOptions, Sid, SidModel,
 };
@@ -22,6 +22,7 @@ use crate::data::Example;
 use crate::model::{CandleModel, SidTransformer};
 
 pub mod calibrate;
+pub mod compare;
 pub mod confidence;
 pub mod fusion;
 
@@ -40,6 +41,13 @@ pub struct EvalResult {
     pub recs_per_s: f64,
     /// Model rows evaluated by the search (per request, mean).
     pub model_rows_per_request: f64,
+    /// How the rows' top-10 lists spread over the catalog (coverage, Gini).
+    #[serde(default)]
+    pub exposure10: Exposure,
+    /// Each row's 0-based rank of the target item (`None`: not returned), in row order: what
+    /// paired comparisons of two runs on the same rows read ([`compare`]).
+    #[serde(skip)]
+    pub item_ranks: Vec<Option<u32>>,
 }
 
 /// HR@K and NDCG@K for K in 1, 3, 5, 10, 20.
@@ -219,14 +227,25 @@ pub fn search_rows<M: SidModel + Sync>(
     let mut item = RankingMetrics::default();
     let mut sid = RankingMetrics::default();
     let mut model_rows = 0u64;
+    let mut exposed = std::collections::HashMap::<ItemId, u64>::new();
+    let mut item_ranks = Vec::with_capacity(rows.len());
     for (e, r) in rows.iter().zip(results.iter().flatten()) {
         let returned: Vec<ItemId> = r.items.iter().map(|x| x.item).collect();
         let (pi, ps) = ranks(catalog, &returned, e.target);
         item.add(pi);
         sid.add(ps);
+        item_ranks.push(pi.map(|p| p as u32));
+        for &i in returned.iter().take(10) {
+            *exposed.entry(i).or_default() += 1;
+        }
         model_rows += u64::from(r.stats.model_rows);
         each(e, r);
     }
+    let counts: Vec<u64> = catalog
+        .item_ids()
+        .iter()
+        .map(|i| exposed.get(i).copied().unwrap_or(0))
+        .collect();
     let wall_s = start.elapsed().as_secs_f64();
     Ok(EvalResult {
         item: MetricTable::of(&item),
@@ -235,6 +254,8 @@ pub fn search_rows<M: SidModel + Sync>(
         wall_s,
         recs_per_s: rows.len() as f64 / wall_s.max(1e-9),
         model_rows_per_request: model_rows as f64 / rows.len().max(1) as f64,
+        exposure10: exposure(&counts),
+        item_ranks,
     })
 }
 

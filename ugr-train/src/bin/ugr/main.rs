@@ -6,7 +6,7 @@ mod commands;
 
 use clap::{Parser, Subcommand};
 
-use self::commands::{bench, data, eval, export, plot, quickstart, recommend, sid, train};
+use self::commands::{bench, compare, data, eval, export, plot, quickstart, recommend, sid, train};
 
 /// ugr: uncertainty-aware generative recommendation.
 #[derive(Parser)]
@@ -25,6 +25,10 @@ enum Command {
     Train(train::TrainCommand),
     /// Evaluate a run on a split: HR@K and NDCG@K (K = 1, 3, 5, 10, 20) next to the baselines.
     Eval(eval::EvalArgs),
+    /// Compare runs with a base run on the rows `ugr eval` ranked for each: HR@K and NDCG@K
+    /// (K = 1, 5, 10) of the served and the generative ranking, with paired bootstrap 95%
+    /// intervals of the differences.
+    Compare(compare::CompareArgs),
     /// Export a run to one artifact: catalog, trie, titles, calibration and ONNX graphs.
     Export(export::ExportArgs),
     /// Recommend for a history with an exported artifact (the embedded engine).
@@ -76,6 +80,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         }),
         Command::Train(c) => train::run(c),
         Command::Eval(a) => eval::run(&a),
+        Command::Compare(a) => compare::run(&a),
         Command::Export(a) => export::run(&a),
         Command::Recommend(a) => recommend::run(&a),
         Command::Data(c) => data::run(c),

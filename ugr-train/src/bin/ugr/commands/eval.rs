@@ -7,6 +7,7 @@ use clap::Args;
 use ugr_train::baselines::Baselines;
 use ugr_train::data::{self, Split};
 use ugr_train::eval::calibrate;
+use ugr_train::eval::compare::RowRanks;
 use ugr_train::eval::confidence::{ConfidenceCollector, ConfidenceReport};
 use ugr_train::eval::{self, MetricTable};
 use ugr_train::run::LoadedRun;
@@ -82,6 +83,7 @@ pub(crate) fn run(a: &EvalArgs) -> Result<()> {
     let (pop, trans) = baselines.evaluate(&rows, a.exclude_history);
     let (pop, trans) = (MetricTable::of(&pop), MetricTable::of(&trans));
     print_ranking(a, &ds.name, rows.len(), &searched, &trans, &pop, &engine_lines);
+    write_ranks(a, &ds.name, &searched)?;
     print_confidence(&searched);
     write_reliability(a, &ds.name, &searched.confidence)?;
     let metrics = serde_json::json!({
@@ -95,6 +97,8 @@ pub(crate) fn run(a: &EvalArgs) -> Result<()> {
         "model_rows_per_request": searched.result.model_rows_per_request,
         "model_item": searched.result.item,
         "model_sid": searched.result.sid,
+        "exposure10": searched.result.exposure10,
+        "exposure10_generative": searched.generative.as_ref().map(|g| g.0.exposure10),
         "item_weight": searched.item_weight.filter(|_| searched.generative.is_some()),
         "model_generative_item": searched.generative.as_ref().map(|g| &g.0.item),
         "confidence_generative": searched.generative.as_ref().map(|g| &g.1),
@@ -240,10 +244,34 @@ fn print_ranking(
     for line in engine_lines {
         println!("{line}");
     }
+    let exposure = |e: &ugr_core::metrics::Exposure| {
+        format!(
+            "coverage {:.4} ({} items), Gini {:.4}",
+            e.coverage, e.distinct, e.gini
+        )
+    };
+    println!("top-10 exposure: {}", exposure(&s.result.exposure10));
+    if let Some((g, _)) = &s.generative {
+        println!("top-10 exposure, generative only: {}", exposure(&g.exposure10));
+    }
     println!(
         "wall {:.1}s, {:.1} recommendations/s, {:.1} model rows per request",
         s.result.wall_s, s.result.recs_per_s, s.result.model_rows_per_request
     );
+}
+
+/// Every row's rank of the target (`ranks-<split>.json`), for `ugr compare`.
+fn write_ranks(a: &EvalArgs, dataset: &str, s: &Searched) -> Result<()> {
+    let ranks = RowRanks {
+        dataset: dataset.to_owned(),
+        split: split_name(a.split).to_owned(),
+        served: s.result.item_ranks.clone(),
+        generative: s.generative.as_ref().map(|g| g.0.item_ranks.clone()),
+    };
+    let path = a.run.join(RowRanks::file_name(split_name(a.split)));
+    ugr_train::run::write_json(&path, &ranks)?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
 }
 
 /// The confidence figures: the reported signal, the generative-only search's, the other signal's.
