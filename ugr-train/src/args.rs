@@ -124,6 +124,12 @@ pub struct SftArgs {
     #[arg(long, default_value = "on", value_parser = on_off, action = clap::ArgAction::Set)]
     #[serde(default = "yes")]
     pub calibrate: bool,
+    /// Keep each user's last N training targets out of SFT (users with more than N
+    /// targets), so that `ugr train rl` from this run rolls out on prompts the model has not
+    /// memorised (0 = none: RL uses the SFT targets).
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    pub rl_holdout: usize,
 }
 
 fn yes() -> bool {

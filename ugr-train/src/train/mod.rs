@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use self::optim::{AdamW, AdamWParams, learning_rate};
 pub use crate::args::{DeviceKind, SftArgs};
-use crate::data::{self, Dataset, Example};
+use crate::data::{self, Dataset, Example, TrainSequence};
 use crate::eval::{self, EvalResult};
 use crate::files;
 use crate::model::layers::Dropout;
@@ -372,11 +372,21 @@ pub fn train_sft(args: &SftArgs, cfg: &ModelConfig, out: &Path, resume: bool) ->
     Ok(state)
 }
 
-/// Loads the training data and checks it against the model configuration.
+/// Loads the training data and checks it against the model configuration; with
+/// `--rl-holdout N`, each user's last N training targets are left out ([`rl_holdout`]).
 fn load_training_data(args: &SftArgs, cfg: &ModelConfig) -> Result<Dataset> {
-    let ds =
+    let mut ds =
         data::load(&args.data, &args.load).with_context(|| format!("loading {}", args.data.display()))?;
     eprint!("{}", ds.summary());
+    if args.rl_holdout > 0 {
+        let (kept, held) = rl_holdout(&ds.train, args.rl_holdout, cfg.max_history);
+        eprintln!(
+            "--rl-holdout {}: {} training targets kept out of SFT for the RL stage",
+            args.rl_holdout,
+            held.len()
+        );
+        ds.train = kept;
+    }
     if ds.train.is_empty() {
         bail!("{} has no training split (evaluation only)", args.data.display());
     }
@@ -388,6 +398,37 @@ fn load_training_data(args: &SftArgs, cfg: &ModelConfig) -> Result<Dataset> {
         );
     }
     Ok(ds)
+}
+
+/// Splits each training sequence's last `n` targets off (sequences with more than `n`
+/// targets; the others stay whole): the shortened sequences, and the held-out targets as
+/// prompts (history of at most `max_history` items, target), in sequence order.
+pub fn rl_holdout(
+    train: &[TrainSequence],
+    n: usize,
+    max_history: usize,
+) -> (Vec<TrainSequence>, Vec<Example>) {
+    let mut kept = Vec::with_capacity(train.len());
+    let mut held = Vec::new();
+    for s in train {
+        if n == 0 || s.targets() <= n {
+            kept.push(s.clone());
+            continue;
+        }
+        let cut = s.items.len() - n;
+        for t in cut..s.items.len() {
+            held.push(Example {
+                user: s.user,
+                history: s.items[t.saturating_sub(max_history)..t].to_vec(),
+                target: s.items[t],
+            });
+        }
+        kept.push(TrainSequence {
+            items: s.items[..cut].to_vec(),
+            ..s.clone()
+        });
+    }
+    (kept, held)
 }
 
 /// The run's step plan: windows, steps, warm-up and data-parallel shards.

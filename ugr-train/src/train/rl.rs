@@ -43,7 +43,9 @@
 //!   `confidence_lr_scale` (default 100) times faster: at the RL rate they barely move in
 //!   a few thousand steps, while the paper's LoRA-adapted LLM starts from strong features;
 //! - prompts are every next-item target of the training sequences (the SFT targets),
-//!   shuffled per epoch; `max_prompts` caps an epoch for CPU-budget runs;
+//!   shuffled per epoch, or, when the SFT run held some out (`ugr train sft --rl-holdout N`),
+//!   only those: prompts the model has not memorised; `max_prompts` caps an epoch for
+//!   CPU-budget runs;
 //! - confidence tokens: the SFT checkpoint already has rows for `CONF_Q`, `C_LOW` and
 //!   `C_HIGH` (they are reserved in every vocabulary and never trained by SFT).
 //!   `C_LOW` and `C_HIGH` are reset to equal (zero) rows and biases, so
@@ -219,7 +221,13 @@ pub fn train_rl(args: &RlArgs, out: &Path) -> Result<RlSummary> {
     if args.confidence {
         confidence_lr_scales(&mut opt, &cfg, args.confidence_lr_scale, &device)?;
     }
-    let all_prompts = prompts(&ds, cfg.max_history);
+    // Prompts the model has not memorised when the SFT run held them out, else its targets.
+    let all_prompts = if sft.sft.rl_holdout > 0 {
+        super::rl_holdout(&ds.train, sft.sft.rl_holdout, cfg.max_history).1
+    } else {
+        prompts(&ds, cfg.max_history)
+    };
+    ensure!(!all_prompts.is_empty(), "no RL prompts in {}", ds.name);
     let search_opts = SearchOptions {
         beam: args.group,
         top_k: args.group,
@@ -252,10 +260,15 @@ pub fn train_rl(args: &RlArgs, out: &Path) -> Result<RlSummary> {
         .unwrap_or(usize::MAX)
         .min(steps_per_epoch * args.epochs);
     eprintln!(
-        "RL ({}): {} prompts/epoch of {}, {} steps of {} prompts x G {}, lr {:.1e}, from {}",
+        "RL ({}): {} prompts/epoch of {} ({}), {} steps of {} prompts x G {}, lr {:.1e}, from {}",
         args.label(),
         per_epoch,
         all_prompts.len(),
+        if sft.sft.rl_holdout > 0 {
+            "targets SFT held out"
+        } else {
+            "the SFT training targets"
+        },
         total_steps,
         args.prompts_per_step,
         args.group,

@@ -527,3 +527,70 @@ fn rollouts_on_several_threads_give_the_same_run() {
         "the weights differ between 1 and 3 rollout threads"
     );
 }
+
+/// `--rl-holdout N` keeps each user's last N training targets out of SFT and the RL stage
+/// uses exactly those as its prompts.
+#[test]
+fn rl_holdout_splits_the_targets_and_rl_rolls_out_on_the_held_out_ones() {
+    let ds = ugr_train::data::load(std::path::Path::new("builtin:synthetic"), &Default::default()).unwrap();
+    let (kept, held) = train::rl_holdout(&ds.train, 2, 20);
+    assert_eq!(kept.len(), ds.train.len());
+    let mut expected = 0;
+    for (k, s) in kept.iter().zip(&ds.train) {
+        if s.targets() > 2 {
+            expected += 2;
+            assert_eq!(k.items[..], s.items[..s.items.len() - 2]);
+            assert_eq!(k.targets(), s.targets() - 2);
+        } else {
+            assert_eq!(k.items, s.items);
+        }
+    }
+    assert_eq!(held.len(), expected);
+    for e in &held {
+        let s = ds.train.iter().find(|s| s.user == e.user).unwrap();
+        let t = s.items.len() - 2
+            + held
+                .iter()
+                .filter(|h| h.user == e.user)
+                .position(|h| h.target == e.target && h.history.len() == e.history.len())
+                .unwrap();
+        assert_eq!(e.target, s.items[t]);
+        assert_eq!(e.history[..], s.items[t.saturating_sub(20)..t]);
+    }
+
+    ugr_train::configure_runtime();
+    let tmp = tempfile::tempdir().unwrap();
+    let sft = tmp.path().join("sft");
+    let args = SftArgs {
+        epochs: 1,
+        max_steps: Some(10),
+        batch_size: 64,
+        eval_rows: 50,
+        rl_holdout: 2,
+        ..SftArgs::default()
+    };
+    train::train_sft(&args, &tiny(&ds.catalog), &sft, false).unwrap();
+    let out = tmp.path().join("rl");
+    let text = ugr(&[
+        "train",
+        "rl",
+        "--from",
+        sft.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--max-steps",
+        "2",
+        "--prompts-per-step",
+        "4",
+        "--group",
+        "4",
+        "--eval-every",
+        "2",
+        "--eval-rows",
+        "20",
+        "--calibration-rows",
+        "50",
+    ]);
+    let line = format!("prompts/epoch of {} (targets SFT held out)", held.len());
+    assert!(text.contains(&line), "expected {line:?} in:\n{text}");
+}
