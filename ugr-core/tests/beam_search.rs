@@ -436,3 +436,66 @@ fn misbehaving_models_give_typed_errors() {
     assert!(matches!(e, Error::Model(_)));
     assert_eq!(e.to_string(), "model backend failed: backend down");
 }
+
+proptest! {
+    #![proptest_config(common::proptest_config(64))]
+
+    /// Sampled decoding: every draw is a catalog SID whose log-prob is its exhaustive one
+    /// (the untempered model, any temperature); the same seed gives the same draws; near
+    /// zero temperature every draw is the greedy path (the beam search at width 1).
+    #[test]
+    fn sampled_draws_are_catalog_sids_with_exact_log_probs(
+        (catalog, history, seed, _k, _exclude, norm) in case(),
+        temperature in prop_oneof![Just(1.0f32), 0.3f32..3.0],
+        draws in 1usize..6,
+    ) {
+        use ugr_core::search::sample::{SplitMix64, sample};
+        let model = HashModel::new(*catalog.vocab(), seed);
+        let exact = exhaustive(&catalog, &model, &history, &[], norm);
+        let lp_of = |sid: u32| {
+            exact
+                .iter()
+                .find(|(i, _)| catalog.sid_index_of(*i).unwrap() == sid)
+                .map(|e| e.1)
+        };
+        let got = sample(&model, &catalog, &[&history], draws, temperature, norm, &mut SplitMix64::new(seed)).unwrap();
+        prop_assert_eq!(got.len(), 1);
+        prop_assert_eq!(got[0].len(), draws);
+        for d in &got[0] {
+            let want = lp_of(d.sid_index);
+            prop_assert!(want.is_some_and(|w| (w - d.log_prob).abs() < 1e-4), "{:?} vs {:?}", d, want);
+            prop_assert!((d.score - d.log_prob / catalog.vocab().levels() as f32).abs() < 1e-6);
+        }
+        let again = sample(&model, &catalog, &[&history], draws, temperature, norm, &mut SplitMix64::new(seed)).unwrap();
+        prop_assert_eq!(&got, &again);
+        // Near zero temperature: the greedy path, as the beam search at width 1 finds it.
+        let greedy = sample(&model, &catalog, &[&history], draws, 1e-6, norm, &mut SplitMix64::new(seed)).unwrap();
+        let opts = SearchOptions { beam: 1, top_k: 1, normalization: norm, ..SearchOptions::default() };
+        let beam = &run(&catalog, &model, &[&history], &opts)[0];
+        for d in &greedy[0] {
+            prop_assert_eq!(d.sid_index, beam.items[0].sid_index);
+        }
+    }
+}
+
+#[test]
+fn sampling_refuses_a_bad_temperature() {
+    use ugr_core::search::sample::{SplitMix64, sample};
+    let catalog = catalog_strategy()
+        .new_tree(&mut proptest::test_runner::TestRunner::deterministic())
+        .unwrap()
+        .current();
+    let model = HashModel::new(*catalog.vocab(), 1);
+    for t in [0.0f32, -1.0, f32::NAN, f32::INFINITY] {
+        let e = sample(
+            &model,
+            &catalog,
+            &[&[]],
+            4,
+            t,
+            Normalization::Level,
+            &mut SplitMix64::new(1),
+        );
+        assert!(matches!(e, Err(Error::InvalidOption { .. })), "{t}: {e:?}");
+    }
+}

@@ -136,6 +136,10 @@ fn yes() -> bool {
     true
 }
 
+fn one() -> f32 {
+    1.0
+}
+
 impl Default for SftArgs {
     fn default() -> Self {
         defaults(&[])
@@ -245,6 +249,18 @@ pub enum PolicyKind {
     Served,
 }
 
+/// How the RL stage rolls out a group.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum RolloutKind {
+    /// The beam search: G distinct SIDs per prompt, best first (the default).
+    #[default]
+    Beam,
+    /// G independent draws through the trie at `--temperature`: a group may repeat a SID,
+    /// so the diversity of what the policy generates can be measured.
+    Sample,
+}
+
 /// Arguments of `ugr train rl`, the RL stage (saved in `run.json` under `rl`). Their
 /// defaults are the reference settings of the method (UGR-METHOD section 2).
 #[derive(Clone, Debug, Serialize, Deserialize, clap::Args)]
@@ -290,9 +306,17 @@ pub struct RlArgs {
     #[arg(long, value_enum, default_value_t = PolicyKind::Generative)]
     #[serde(default)]
     pub policy: PolicyKind,
-    /// Group size G: beams (distinct items) per prompt.
+    /// Group size G: beams (distinct items) or draws per prompt.
     #[arg(long, default_value_t = 16)]
     pub group: usize,
+    /// How a group is rolled out: the beam search, or G sampled draws.
+    #[arg(long, value_enum, default_value_t = RolloutKind::Beam)]
+    #[serde(default)]
+    pub rollouts: RolloutKind,
+    /// Temperature of sampled rollouts (`--rollouts sample`).
+    #[arg(long, default_value_t = 1.0)]
+    #[serde(default = "one")]
+    pub temperature: f32,
     /// Prompts per optimiser step.
     #[arg(long, default_value_t = 16)]
     pub prompts_per_step: usize,
@@ -364,6 +388,9 @@ impl RlArgs {
         if self.policy == PolicyKind::Served {
             s.push_str("+served");
         }
+        if self.rollouts == RolloutKind::Sample {
+            s.push_str(&format!("+sample(T={})", self.temperature));
+        }
         s
     }
 
@@ -383,6 +410,14 @@ impl RlArgs {
         );
         ensure!(self.prompts_per_step >= 1, "--prompts-per-step must be positive");
         ensure!(self.tau > 0.0 && self.tau.is_finite(), "--tau must be positive");
+        ensure!(
+            self.temperature > 0.0 && self.temperature.is_finite(),
+            "--temperature must be positive"
+        );
+        ensure!(
+            self.rollouts == RolloutKind::Beam || self.policy == PolicyKind::Generative,
+            "--rollouts sample draws from the generative head: use it with --policy generative"
+        );
         ensure!(
             (0.0..=1.0).contains(&self.alpha_min),
             "--alpha-min must be in [0, 1]"

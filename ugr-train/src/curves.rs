@@ -22,6 +22,16 @@ pub struct CurvePoint {
     pub policy_loss: f64,
     /// Mean confidence loss per step.
     pub confidence_loss: f64,
+    /// Mean distinct SIDs per rolled-out group: at most G; beam rollouts hold G distinct
+    /// items (fewer SIDs only where items share one), sampled draws may repeat a SID.
+    #[serde(default)]
+    pub unique_per_group: f64,
+    /// Catalog coverage of the validation rows' top-10 lists.
+    #[serde(default)]
+    pub valid_coverage10: f64,
+    /// Gini of the validation rows' top-10 exposure.
+    #[serde(default)]
+    pub valid_gini10: f64,
     /// Mean alpha of the groups containing the target (none: no such group).
     pub alpha: Option<f64>,
     /// Mean learned confidence of the correct beams in the rollouts (none: confidence off or no hit).

@@ -69,14 +69,15 @@ fn legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, position: SeriesLabelPosition) 
 }
 
 /// Draws the runs' curves on one chart per figure: validation NDCG@10 and HR@10, the
-/// fraction of rollout groups containing the target, and the mean learned confidence of
-/// correct vs wrong beams, against the optimiser step. One colour per run, labelled.
+/// fraction of rollout groups containing the target, the mean learned confidence of
+/// correct vs wrong beams, the distinct SIDs per rollout group and the validation top-10
+/// catalog coverage, against the optimiser step. One colour per run, labelled.
 pub fn curves_svg(path: &Path, runs: &[Curves]) -> Result<()> {
-    let root = SVGBackend::new(path, (1200, 860)).into_drawing_area();
+    let root = SVGBackend::new(path, (1200, 1290)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
-    let panels = root.split_evenly((2, 2));
+    let panels = root.split_evenly((3, 2));
     type Getter = fn(&crate::curves::CurvePoint) -> f64;
-    let figures: [(&str, Getter, bool); 4] = [
+    let figures: [(&str, Getter, bool); 6] = [
         ("validation NDCG@10", |p| p.valid_ndcg10, true),
         ("validation HR@10", |p| p.valid_hr10, true),
         (
@@ -89,6 +90,8 @@ pub fn curves_svg(path: &Path, runs: &[Curves]) -> Result<()> {
             |p| p.confidence_correct.unwrap_or(f64::NAN),
             false,
         ),
+        ("distinct SIDs per rollout group", |p| p.unique_per_group, false),
+        ("validation top-10 catalog coverage", |p| p.valid_coverage10, true),
     ];
     let max_step = runs
         .iter()

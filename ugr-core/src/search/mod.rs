@@ -50,6 +50,7 @@
 //! ```
 
 mod options;
+pub mod sample;
 
 pub use options::{ItemFusion, MAX_WIDTH, Normalization, Pruning, RankBy, SearchOptions};
 

@@ -83,7 +83,7 @@ use ugr_core::{BeamSearch, Catalog, ItemFusion, SearchOptions, Sid};
 use super::grpo::{self, ConfidenceWeights, Reward};
 use super::optim::{AdamW, AdamWParams};
 use super::{named_vars, sample_rows};
-pub use crate::args::{PolicyKind, RewardKind, RlArgs};
+pub use crate::args::{PolicyKind, RewardKind, RlArgs, RolloutKind};
 use crate::curves::{CurvePoint, Curves};
 use crate::data::{self, Dataset, Example};
 use crate::eval;
@@ -176,6 +176,8 @@ struct Group {
 #[derive(Default)]
 struct Accum {
     steps: usize,
+    /// Distinct SIDs over the groups (sampled rollouts may repeat one).
+    unique: usize,
     rollouts: usize,
     reward: f64,
     groups: usize,
@@ -294,7 +296,7 @@ pub fn train_rl(args: &RlArgs, out: &Path) -> Result<RlSummary> {
             }
             let batch: Vec<&Example> = chunk.iter().map(|&i| &all_prompts[i]).collect();
             opt.params.lr = lr * ((step + 1) as f64 / args.warmup_steps.max(1) as f64).min(1.0);
-            let (policy, conf) = stepper.step(&mut search, &batch, &mut opt, &mut acc)?;
+            let (policy, conf) = stepper.step(&mut search, &batch, step, &mut opt, &mut acc)?;
             if !(policy.is_finite() && conf.is_finite()) {
                 bail!("RL diverged at step {step}: policy loss {policy}, confidence loss {conf}");
             }
@@ -378,10 +380,13 @@ impl<'a> Checks<'a> {
             start_ndcg10: 0.0,
             best: (0.0, 0),
         };
-        let (hr0, ndcg0) = checks.validate()?;
+        let start = checks.validate()?;
+        let (hr0, ndcg0) = (start.item.hr_at(10), start.item.ndcg_at(10));
         checks.record(CurvePoint {
             valid_hr10: hr0,
             valid_ndcg10: ndcg0,
+            valid_coverage10: start.exposure10.coverage,
+            valid_gini10: start.exposure10.gini,
             ..CurvePoint::default()
         })?;
         eprintln!("step     0  valid HR@10 {hr0:.4} NDCG@10 {ndcg0:.4} (SFT start)");
@@ -393,8 +398,8 @@ impl<'a> Checks<'a> {
 
     /// Validation HR@10 and NDCG@10 of the current weights (the served ranking under the
     /// served policy, the generative one otherwise).
-    fn validate(&self) -> Result<(f64, f64)> {
-        let r = eval::evaluate_with(
+    fn validate(&self) -> Result<eval::EvalResult> {
+        Ok(eval::evaluate_with(
             self.model,
             self.catalog,
             &self.rows,
@@ -402,8 +407,7 @@ impl<'a> Checks<'a> {
             crate::args::SEARCH_BATCH,
             self.served,
             |_| {},
-        )?;
-        Ok((r.item.hr_at(10), r.item.ndcg_at(10)))
+        )?)
     }
 
     fn record(&mut self, point: CurvePoint) -> Result<()> {
@@ -415,13 +419,16 @@ impl<'a> Checks<'a> {
     /// A check after `step` steps: validates, records the point with the rollout figures
     /// accumulated since the last check, keeps the best weights; returns the progress line.
     fn check(&mut self, step: usize, prompts: usize, acc: &Accum) -> Result<String> {
-        let (hr, ndcg) = self.validate()?;
-        let point = acc.point(step, prompts, hr, ndcg, self.start.elapsed().as_secs_f64());
+        let valid = self.validate()?;
+        let point = acc.point(step, prompts, &valid, self.start.elapsed().as_secs_f64());
+        let (hr, ndcg) = (point.valid_hr10, point.valid_ndcg10);
         let better = ndcg > self.best.0;
         let line = format!(
-            "step {step:>5}  valid HR@10 {hr:.4} NDCG@10 {ndcg:.4}{}  group hit {:.3} top-1 {:.3} reward {:+.4} pg {:+.4} conf {:.4} c(gt) {:.3} c(wrong) {:.3}",
+            "step {step:>5}  valid HR@10 {hr:.4} NDCG@10 {ndcg:.4}{} coverage {:.3}  group hit {:.3} unique {:.2} top-1 {:.3} reward {:+.4} pg {:+.4} conf {:.4} c(gt) {:.3} c(wrong) {:.3}",
             if better { " *" } else { "" },
+            point.valid_coverage10,
             point.group_hit_rate,
+            point.unique_per_group,
             point.top1_hit_rate,
             point.reward,
             point.policy_loss,
@@ -537,7 +544,7 @@ fn confidence_lr_scales(
 }
 
 impl Accum {
-    fn point(&self, step: usize, prompts: usize, hr: f64, ndcg: f64, elapsed_s: f64) -> CurvePoint {
+    fn point(&self, step: usize, prompts: usize, valid: &eval::EvalResult, elapsed_s: f64) -> CurvePoint {
         let per = |x: f64, n: usize| if n > 0 { x / n as f64 } else { f64::NAN };
         let some = |x: f64, n: usize| (n > 0).then(|| x / n as f64);
         CurvePoint {
@@ -549,10 +556,13 @@ impl Accum {
             policy_loss: per(self.policy, self.steps),
             confidence_loss: per(self.conf, self.steps),
             alpha: some(self.alpha, self.hit_groups),
+            unique_per_group: per(self.unique as f64, self.groups),
             confidence_correct: some(self.c_correct.0, self.c_correct.1),
             confidence_wrong: some(self.c_wrong.0, self.c_wrong.1),
-            valid_hr10: hr,
-            valid_ndcg10: ndcg,
+            valid_hr10: valid.item.hr_at(10),
+            valid_ndcg10: valid.item.ndcg_at(10),
+            valid_coverage10: valid.exposure10.coverage,
+            valid_gini10: valid.exposure10.gini,
             elapsed_s,
         }
     }
@@ -596,6 +606,67 @@ fn rollouts(
     })
 }
 
+/// Sampled rollouts (`--rollouts sample`): `G` independent draws per prompt through the
+/// trie at the run's temperature ([`ugr_core::search::sample`]), best score first (so ranks
+/// mean what they mean for beams); a group may repeat a SID. The prompts are drawn in
+/// [`ROLLOUT_PARTS`] parts on up to that many threads, each part with its own generator
+/// seeded by (seed, step, part), so a run does not depend on the thread count.
+fn sampled_rollouts(
+    model: &CandleModel<'_>,
+    catalog: &Catalog,
+    histories: &[&[ugr_core::ItemId]],
+    args: &RlArgs,
+    opts: &SearchOptions,
+    step: usize,
+) -> Result<Vec<Vec<(u32, f32)>>> {
+    use ugr_core::search::sample::{SplitMix64, sample};
+    let parts: Vec<&[&[ugr_core::ItemId]]> = histories
+        .chunks(histories.len().div_ceil(ROLLOUT_PARTS).max(1))
+        .collect();
+    let draw = |k: usize, part: &[&[ugr_core::ItemId]]| {
+        let seed = args.seed
+            ^ (step as u64 + 1).wrapping_mul(0xa076_1d64_78bd_642f)
+            ^ (k as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        sample(
+            model,
+            catalog,
+            part,
+            args.group,
+            args.temperature,
+            opts.normalization,
+            &mut SplitMix64::new(seed),
+        )
+    };
+    let drawn: Vec<Vec<ugr_core::search::sample::Draw>> = if crate::threads() == 1 || parts.len() == 1 {
+        let mut all = Vec::with_capacity(histories.len());
+        for (k, p) in parts.iter().enumerate() {
+            all.extend(draw(k, p)?);
+        }
+        all
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = parts[1..]
+                .iter()
+                .enumerate()
+                .map(|(k, &p)| s.spawn(move || draw(k + 1, p)))
+                .collect();
+            let mut all = draw(0, parts[0])?;
+            for h in handles {
+                all.extend(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))?);
+            }
+            Ok::<_, ugr_core::Error>(all)
+        })?
+    };
+    Ok(drawn
+        .into_iter()
+        .map(|group| {
+            let mut g: Vec<(u32, f32)> = group.iter().map(|d| (d.sid_index, d.score)).collect();
+            g.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            g
+        })
+        .collect())
+}
+
 /// What every RL step shares: the model, the rollout search and the loss settings.
 struct Stepper<'a> {
     model: &'a SidTransformer,
@@ -613,13 +684,31 @@ impl Stepper<'_> {
         &self,
         search: &mut BeamSearch<'_>,
         batch: &[&Example],
+        step: usize,
         opt: &mut AdamW,
         acc: &mut Accum,
     ) -> Result<(f64, f64)> {
         let histories: Vec<&[ugr_core::ItemId]> = batch.iter().map(|e| e.history.as_slice()).collect();
         let model = CandleModel::new(self.model, self.catalog);
-        let results = rollouts(&model, self.catalog, search, &histories, &self.opts)?;
-        let groups = self.groups(batch, &results, acc)?;
+        let candidates: Vec<Vec<(u32, f32)>> = match self.args.rollouts {
+            RolloutKind::Beam => rollouts(&model, self.catalog, search, &histories, &self.opts)?
+                .iter()
+                .map(|r| {
+                    // Items sharing a SID are one sequence.
+                    let mut seen: Vec<(u32, f32)> = Vec::with_capacity(r.items.len());
+                    for item in &r.items {
+                        if !seen.iter().any(|s| s.0 == item.sid_index) {
+                            seen.push((item.sid_index, item.score));
+                        }
+                    }
+                    seen
+                })
+                .collect(),
+            RolloutKind::Sample => {
+                sampled_rollouts(&model, self.catalog, &histories, self.args, &self.opts, step)?
+            }
+        };
+        let groups = self.groups(batch, &candidates, acc)?;
         acc.steps += 1;
         if groups.is_empty() {
             return Ok((0.0, 0.0));
@@ -637,23 +726,21 @@ impl Stepper<'_> {
     fn groups(
         &self,
         batch: &[&Example],
-        results: &[ugr_core::Recommendations],
+        candidates: &[Vec<(u32, f32)>],
         acc: &mut Accum,
     ) -> Result<Vec<Group>> {
         let (args, catalog, conf_weights) = (self.args, self.catalog, &self.conf_weights);
         let reward = reward_fn(args);
         let bce = args.confidence && args.lambda_bce > 0.0;
         let mut groups = Vec::new();
-        for (p, (e, r)) in batch.iter().zip(results).enumerate() {
+        for (p, (e, group)) in batch.iter().zip(candidates).enumerate() {
             let target = catalog.sid_index_of(e.target)?;
-            let mut seen = Vec::new();
-            let mut scores = Vec::new();
-            for item in &r.items {
-                if !seen.contains(&item.sid_index) {
-                    seen.push(item.sid_index);
-                    scores.push(item.score);
-                }
-            }
+            let seen: Vec<u32> = group.iter().map(|c| c.0).collect();
+            let scores: Vec<f32> = group.iter().map(|c| c.1).collect();
+            let mut distinct = seen.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            acc.unique += distinct.len();
             let correct: Vec<bool> = seen.iter().map(|&s| s == target).collect();
             let rewards = grpo::rewards(reward, &scores, &correct);
             acc.groups += 1;

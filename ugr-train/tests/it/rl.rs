@@ -594,3 +594,78 @@ fn rl_holdout_splits_the_targets_and_rl_rolls_out_on_the_held_out_ones() {
     let line = format!("prompts/epoch of {} (targets SFT held out)", held.len());
     assert!(text.contains(&line), "expected {line:?} in:\n{text}");
 }
+
+/// Sampled rollouts: G draws per prompt that may repeat a SID; the curves record the
+/// distinct SIDs per group (about G for beam rollouts) and the
+/// validation top-10 coverage; the served policy cannot sample.
+#[test]
+fn sampled_rollouts_log_their_diversity() {
+    ugr_train::configure_runtime();
+    let tmp = tempfile::tempdir().unwrap();
+    let sft = tmp.path().join("sft");
+    sft_run(&sft);
+    let run = |name: &str, extra: &[&str]| -> Curves {
+        let out = tmp.path().join(name);
+        let mut args = vec![
+            "train",
+            "rl",
+            "--from",
+            sft.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--max-steps",
+            "4",
+            "--prompts-per-step",
+            "8",
+            "--group",
+            "8",
+            "--eval-every",
+            "2",
+            "--eval-rows",
+            "20",
+            "--calibration-rows",
+            "50",
+            "--confidence",
+            "off",
+        ];
+        args.extend_from_slice(extra);
+        ugr(&args);
+        read_json(&out.join("curves.json")).unwrap()
+    };
+    let beam = run("beam", &[]);
+    let hot = run("hot", &["--rollouts", "sample", "--temperature", "2"]);
+    let cold = run("cold", &["--rollouts", "sample", "--temperature", "0.05"]);
+    assert!(hot.label.contains("+sample(T=2)"), "{}", hot.label);
+    let unique = |c: &Curves| c.points.last().unwrap().unique_per_group;
+    // Beams are distinct items; items sharing a SID (19 SIDs of the built-in catalog) count once.
+    assert!(unique(&beam) > 7.0 && unique(&beam) <= 8.0, "{}", unique(&beam));
+    assert!(unique(&hot) > 1.0 && unique(&hot) <= 8.0, "{}", unique(&hot));
+    // A cold policy draws its few best SIDs again and again.
+    assert!(
+        unique(&cold) < unique(&hot),
+        "{} vs {}",
+        unique(&cold),
+        unique(&hot)
+    );
+    for c in [&beam, &hot, &cold] {
+        let p = c.points.last().unwrap();
+        assert!(p.valid_coverage10 > 0.0 && p.valid_coverage10 <= 1.0 && p.valid_gini10 > 0.0);
+    }
+    let refused = Command::new(env!("CARGO_BIN_EXE_ugr"))
+        .args([
+            "train",
+            "rl",
+            "--from",
+            sft.to_str().unwrap(),
+            "--out",
+            tmp.path().join("x").to_str().unwrap(),
+            "--rollouts",
+            "sample",
+            "--policy",
+            "served",
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--rollouts sample"));
+}
