@@ -42,7 +42,8 @@ fn open_tract(bundle: Bundle, what: &str) -> Result<Engine, ugr_core::Error> {
     }
 }
 
-fn edit(bundle: &mut Bundle, graph: &str, f: impl FnOnce(&mut ModelProto)) {
+/// The bytes of the graph named `graph`.
+fn graph_bytes<'b>(bundle: &'b mut Bundle, graph: &str) -> &'b mut Vec<u8> {
     let blob = bundle
         .model
         .as_mut()
@@ -51,9 +52,32 @@ fn edit(bundle: &mut Bundle, graph: &str, f: impl FnOnce(&mut ModelProto)) {
         .iter_mut()
         .find(|g| g.name == graph)
         .unwrap();
-    let mut m = ModelProto::decode(blob.bytes.as_slice()).unwrap();
+    &mut blob.bytes
+}
+
+/// `UGR_TRACT_MUTATIONS` when set, else `default`.
+fn mutation_count(default: u64) -> u64 {
+    std::env::var("UGR_TRACT_MUTATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A seeded xorshift generator (the mutations are reproducible).
+fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    }
+}
+
+fn edit(bundle: &mut Bundle, graph: &str, f: impl FnOnce(&mut ModelProto)) {
+    let bytes = graph_bytes(bundle, graph);
+    let mut m = ModelProto::decode(bytes.as_slice()).unwrap();
     f(&mut m);
-    blob.bytes = m.encode_to_vec();
+    *bytes = m.encode_to_vec();
 }
 
 #[test]
@@ -115,41 +139,25 @@ fn structural_mutations_are_typed_errors() {
 /// answers, never a panic or a hang. `UGR_TRACT_MUTATIONS` sets the count (default 120).
 #[test]
 fn byte_mutations_never_panic_or_hang() {
-    let count: u64 = std::env::var("UGR_TRACT_MUTATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(120);
+    let count = mutation_count(120);
     let base = tiny();
     let names = graph_names(&base);
     let history = [ItemId::new(1), ItemId::new(2), ItemId::new(3)];
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
     let (mut opened, mut refused) = (0, 0);
     for case in 0..count {
         let mut b = base.clone();
         let graph = &names[(next() % names.len() as u64) as usize];
-        let blob = b
-            .model
-            .as_mut()
-            .unwrap()
-            .graphs
-            .iter_mut()
-            .find(|g| &g.name == graph)
-            .unwrap();
+        let bytes = graph_bytes(&mut b, graph);
         // Graph structure sits before the weights in the exporter's graphs; bias towards it.
-        let span = if next() % 2 == 0 {
-            blob.bytes.len().min(2048)
+        let span = if next().is_multiple_of(2) {
+            bytes.len().min(2048)
         } else {
-            blob.bytes.len()
+            bytes.len()
         };
         for _ in 0..1 + next() % 4 {
             let at = (next() % span as u64) as usize;
-            blob.bytes[at] ^= 1 << (next() % 8);
+            bytes[at] ^= 1 << (next() % 8);
         }
         match open_tract(b, &format!("case {case} ({graph})")) {
             Ok(engine) => {
@@ -258,33 +266,17 @@ fn gather_constants_mutated_fail_at_run_time_with_typed_errors() {
 /// in [`byte_mutations_never_panic_or_hang`] it is the total).
 #[test]
 fn weightless_artifacts_with_flipped_graph_bytes_never_panic_when_run() {
-    let count: u64 = std::env::var("UGR_TRACT_MUTATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(40);
+    let count = mutation_count(40);
     let base = without_weights();
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut next = xorshift(0x2545_f491_4f6c_dd1d);
     let mut outcomes = std::collections::BTreeMap::<&str, usize>::new();
     for graph in graph_names(&base) {
         for case in 0..count {
             let mut b = base.clone();
-            let blob = b
-                .model
-                .as_mut()
-                .unwrap()
-                .graphs
-                .iter_mut()
-                .find(|g| g.name == graph)
-                .unwrap();
+            let bytes = graph_bytes(&mut b, &graph);
             for _ in 0..1 + next() % 4 {
-                let at = (next() % blob.bytes.len() as u64) as usize;
-                blob.bytes[at] ^= 1 << (next() % 8);
+                let at = (next() % bytes.len() as u64) as usize;
+                bytes[at] ^= 1 << (next() % 8);
             }
             let what = format!("{graph} case {case}");
             *outcomes

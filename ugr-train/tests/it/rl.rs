@@ -528,6 +528,34 @@ fn rollouts_on_several_threads_give_the_same_run() {
     );
 }
 
+/// `ugr train rl` from `sft` into `out` on a budget of a few steps (4 steps of 8 prompts,
+/// G 8, checks every 2 steps on 20 validation rows), with `extra` flags; returns its output.
+fn short_rl(sft: &Path, out: &Path, extra: &[&str]) -> String {
+    let (sft, out) = (sft.to_str().unwrap(), out.to_str().unwrap());
+    let mut args = vec![
+        "train",
+        "rl",
+        "--from",
+        sft,
+        "--out",
+        out,
+        "--max-steps",
+        "4",
+        "--prompts-per-step",
+        "8",
+        "--group",
+        "8",
+        "--eval-every",
+        "2",
+        "--eval-rows",
+        "20",
+        "--calibration-rows",
+        "50",
+    ];
+    args.extend_from_slice(extra);
+    ugr(&args)
+}
+
 /// `--rl-holdout N` keeps each user's last N training targets out of SFT and the RL stage
 /// uses exactly those as its prompts.
 #[test]
@@ -571,26 +599,7 @@ fn rl_holdout_splits_the_targets_and_rl_rolls_out_on_the_held_out_ones() {
     };
     train::train_sft(&args, &tiny(&ds.catalog), &sft, false).unwrap();
     let out = tmp.path().join("rl");
-    let text = ugr(&[
-        "train",
-        "rl",
-        "--from",
-        sft.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--max-steps",
-        "2",
-        "--prompts-per-step",
-        "4",
-        "--group",
-        "4",
-        "--eval-every",
-        "2",
-        "--eval-rows",
-        "20",
-        "--calibration-rows",
-        "50",
-    ]);
+    let text = short_rl(&sft, &out, &[]);
     let line = format!("prompts/epoch of {} (targets SFT held out)", held.len());
     assert!(text.contains(&line), "expected {line:?} in:\n{text}");
 }
@@ -606,30 +615,7 @@ fn sampled_rollouts_log_their_diversity() {
     sft_run(&sft);
     let run = |name: &str, extra: &[&str]| -> Curves {
         let out = tmp.path().join(name);
-        let mut args = vec![
-            "train",
-            "rl",
-            "--from",
-            sft.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--max-steps",
-            "4",
-            "--prompts-per-step",
-            "8",
-            "--group",
-            "8",
-            "--eval-every",
-            "2",
-            "--eval-rows",
-            "20",
-            "--calibration-rows",
-            "50",
-            "--confidence",
-            "off",
-        ];
-        args.extend_from_slice(extra);
-        ugr(&args);
+        short_rl(&sft, &out, &[&["--confidence", "off"], extra].concat());
         read_json(&out.join("curves.json")).unwrap()
     };
     let beam = run("beam", &[]);
