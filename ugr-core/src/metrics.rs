@@ -33,18 +33,23 @@ pub struct RankingMetrics {
     gains: [f64; CUTOFFS.len()],
 }
 
+/// One row's `(HR@K, NDCG@K)` for a target at 0-based rank `pos` (or not returned): what
+/// [`RankingMetrics`] averages, and what paired comparisons of two models compare row by row.
+pub fn row_metrics(pos: Option<usize>, k: usize) -> (f64, f64) {
+    match pos {
+        Some(p) if p < k => (1.0, 1.0 / libm::log2(p as f64 + 2.0)),
+        _ => (0.0, 0.0),
+    }
+}
+
 impl RankingMetrics {
     /// Adds one row whose target was returned at 0-based rank `pos` (or not at all).
     pub fn add(&mut self, pos: Option<usize>) {
         self.rows += 1;
-        if let Some(p) = pos {
-            let gain = 1.0 / libm::log2(p as f64 + 2.0);
-            for (i, &k) in CUTOFFS.iter().enumerate() {
-                if p < k {
-                    self.hits[i] += 1.0;
-                    self.gains[i] += gain;
-                }
-            }
+        for (i, &k) in CUTOFFS.iter().enumerate() {
+            let (hit, gain) = row_metrics(pos, k);
+            self.hits[i] += hit;
+            self.gains[i] += gain;
         }
     }
 

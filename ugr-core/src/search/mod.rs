@@ -170,6 +170,27 @@ impl LevelColumns {
     }
 }
 
+/// The log-normaliser of one row's level distribution: over the trie's allowed `codes`
+/// (their logits gathered into `scratch`) under [`Normalization::Trie`], else over the whole
+/// `row` (the level's codebook, or the vocabulary). `None` for non-finite logits.
+#[inline]
+fn level_normalizer(
+    normalization: Normalization,
+    row: &[f32],
+    codes_row: &[f32],
+    codes: &[u16],
+    scratch: &mut Vec<f32>,
+) -> Option<f32> {
+    match normalization {
+        Normalization::Trie => {
+            scratch.clear();
+            scratch.extend(codes.iter().map(|&c| codes_row[usize::from(c)]));
+            log_sum_exp(scratch)
+        }
+        _ => log_sum_exp(row),
+    }
+}
+
 #[inline]
 fn better(a: &Cand, b: &Cand) -> Ordering {
     b.cum.total_cmp(&a.cum).then(a.node.cmp(&b.node))
@@ -521,16 +542,8 @@ impl<'c> BeamSearch<'c> {
             let row = &logits[b.row as usize * columns.width..][..columns.width];
             let codes_row = &row[columns.offset..columns.offset + columns.codebook];
             let (first, codes) = trie.children(NodeId::new(b.node));
-            let lse = match normalization {
-                Normalization::Trie => {
-                    self.gathered.clear();
-                    self.gathered
-                        .extend(codes.iter().map(|&c| codes_row[usize::from(c)]));
-                    log_sum_exp(&self.gathered)
-                }
-                _ => log_sum_exp(row),
-            }
-            .ok_or(Error::NonFiniteLogits { row: b.row as usize })?;
+            let lse = level_normalizer(normalization, row, codes_row, codes, &mut self.gathered)
+                .ok_or(Error::NonFiniteLogits { row: b.row as usize })?;
             let start = self.cands.len();
             for (i, &code) in codes.iter().enumerate() {
                 let node = first.as_u32() + i as u32;

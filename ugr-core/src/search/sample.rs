@@ -12,11 +12,10 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::{LevelColumns, Normalization};
+use super::{LevelColumns, Normalization, level_normalizer};
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::ids::{ItemId, NodeId, TokenId};
-use crate::math::log_sum_exp;
 use crate::model::{SidModel, Step};
 use crate::sid::Sid;
 
@@ -124,17 +123,11 @@ pub fn sample<M: SidModel>(
                 return Err(Error::Corrupt("a trie node above the last level has no child"));
             }
             let allowed = |c: &u16| codes_row[usize::from(*c)];
-            let lse = match normalization {
-                Normalization::Trie => {
-                    weights.clear();
-                    weights.extend(codes.iter().map(allowed));
-                    log_sum_exp(&weights)
-                }
-                _ => log_sum_exp(row),
-            }
-            .ok_or(Error::NonFiniteLogits {
-                row: rows[d] as usize,
-            })?;
+            let lse = level_normalizer(normalization, row, codes_row, codes, &mut weights).ok_or(
+                Error::NonFiniteLogits {
+                    row: rows[d] as usize,
+                },
+            )?;
             // softmax(z / T) over the children, by inverse transform.
             weights.clear();
             weights.extend(codes.iter().map(|c| allowed(c) / temperature));

@@ -15,6 +15,7 @@ use anyhow::{Result, ensure};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
+use ugr_core::metrics::row_metrics;
 
 /// The cutoffs a comparison reports.
 pub const KS: [usize; 3] = [1, 5, 10];
@@ -80,18 +81,10 @@ pub struct Difference {
     pub high: f64,
 }
 
-/// The row's gain: HR@K or NDCG@K of a rank.
+/// The row's HR@K or NDCG@K ([`ugr_core::metrics::row_metrics`]).
 fn gain(rank: Option<u32>, k: usize, ndcg: bool) -> f64 {
-    match rank {
-        Some(r) if (r as usize) < k => {
-            if ndcg {
-                1.0 / (f64::from(r) + 2.0).log2()
-            } else {
-                1.0
-            }
-        }
-        _ => 0.0,
-    }
+    let (hit, gain) = row_metrics(rank.map(|r| r as usize), k);
+    if ndcg { gain } else { hit }
 }
 
 /// `other` against `base` on the same rows, HR and NDCG at [`KS`], with `resamples`
