@@ -245,7 +245,29 @@ impl Catalog {
     /// Position of an item in [`item_ids`](Self::item_ids) (for arrays parallel to it, such as titles).
     #[inline]
     pub fn position(&self, item: ItemId) -> Option<usize> {
+        // Ids are strictly increasing: where the catalog's ids are (locally) dense, id `i` sits
+        // at position `i`, and one comparison finds it.
+        if self.item_ids.get(item.as_usize()) == Some(&item) {
+            return Some(item.as_usize());
+        }
         self.item_ids.binary_search(&item).ok()
+    }
+
+    /// The item's SID index and its slot: its index in the SID-major expansion order (the
+    /// items of SID 0 in expansion order, then those of SID 1, ...), `0..len()`. Live
+    /// availability and per-request item sets are bitsets over slots.
+    pub(crate) fn slot(&self, item: ItemId) -> Option<(u32, usize)> {
+        let sid = self.item_sid[self.position(item)?];
+        let range = self.slots_of(sid);
+        let at = self.sid_items[range.clone()].iter().position(|&i| i == item)?;
+        Some((sid, range.start + at))
+    }
+
+    /// The slots of the SID at `index` (see [`slot`](Self::slot)).
+    #[inline]
+    pub(crate) fn slots_of(&self, index: u32) -> core::ops::Range<usize> {
+        let s = index as usize;
+        self.sid_item_start[s] as usize..self.sid_item_start[s + 1] as usize
     }
 
     /// Index of the item's SID among the sorted distinct SIDs.

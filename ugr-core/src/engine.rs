@@ -17,9 +17,10 @@ use crate::contract::ModelContract;
 use crate::native::{NativeCache, NativeError, NativeModel};
 #[cfg(feature = "onnx")]
 use crate::onnx::{OnnxError, TractCache, TractModel};
+use crate::sync::Lock;
 use crate::{
-    BeamSearch, Bundle, Calibration, Catalog, Error, ItemId, ModelSection, Normalization, Recommendations,
-    Result, SearchOptions, Sid, SidModel, Step,
+    Availability, BeamSearch, Bundle, Calibration, Catalog, Constraints, Error, ItemId, ModelSection,
+    Normalization, Recommendations, Request, Result, SearchOptions, Sid, SidModel, Step,
 };
 
 /// The backend that runs an engine's model.
@@ -246,6 +247,13 @@ impl SidModel for EngineModel {
 /// does not grow across calls. The search uses the normalisation the model was trained
 /// with, whatever `SearchOptions::normalization` says.
 ///
+/// Requests may carry business rules ([`Constraints`]: allowlist, denylist, SID prefixes),
+/// enforced inside the search ([`recommend_with`](Engine::recommend_with)). Items can be
+/// marked unavailable and available again while other threads serve
+/// ([`update_availability`](Engine::update_availability)): a request sees a batch of changes
+/// entirely or not at all (it holds a read lock on the availability for its search; a
+/// change waits for the searches in flight, and later searches wait for it).
+///
 /// ```no_run
 /// use ugr_core::Engine;
 /// use ugr_core::{ItemId, SearchOptions};
@@ -263,6 +271,8 @@ pub struct Engine {
     model: EngineModel,
     calibration: Option<Calibration>,
     titles: Option<Vec<String>>,
+    /// Which items are available now (every item when the engine opens).
+    live: Lock<Availability>,
 }
 
 impl core::fmt::Debug for Engine {
@@ -325,6 +335,7 @@ impl Engine {
         let model = EngineModel::open(section, Arc::clone(&catalog), choice)
             .map_err(|e| Error::Model(Box::new(e)))?;
         Ok(Engine {
+            live: Lock::new(Availability::new(&catalog)),
             catalog,
             model,
             calibration: bundle.calibration,
@@ -389,7 +400,23 @@ impl Engine {
 
     /// Recommendations for one history (most recent item last).
     pub fn recommend(&self, history: &[ItemId], opts: &SearchOptions) -> Result<Recommendations> {
-        let mut out = self.recommend_batch(&[history], opts)?;
+        self.recommend_with(history, &Constraints::NONE, opts)
+    }
+
+    /// Recommendations for one history under business rules, enforced inside the search: the
+    /// answer is the one a catalog holding only the allowed items would give (see
+    /// [`Constraints`]).
+    pub fn recommend_with(
+        &self,
+        history: &[ItemId],
+        constraints: &Constraints<'_>,
+        opts: &SearchOptions,
+    ) -> Result<Recommendations> {
+        let request = Request {
+            history,
+            constraints: *constraints,
+        };
+        let mut out = self.recommend_requests(&[request], opts)?;
         Ok(out.pop().unwrap_or_default())
     }
 
@@ -399,8 +426,45 @@ impl Engine {
         histories: &[&[ItemId]],
         opts: &SearchOptions,
     ) -> Result<Vec<Recommendations>> {
-        let mut search = BeamSearch::new(&self.catalog).with_calibration(self.calibration.as_ref());
-        search.run(&self.model, histories, &self.options(opts))
+        let requests: Vec<Request<'_>> = histories.iter().map(|h| Request::new(h)).collect();
+        self.recommend_requests(&requests, opts)
+    }
+
+    /// Recommendations for many requests (each a history with its own rules) in one batched search.
+    pub fn recommend_requests(
+        &self,
+        requests: &[Request<'_>],
+        opts: &SearchOptions,
+    ) -> Result<Vec<Recommendations>> {
+        let live = self.live.read();
+        let live = (live.unavailable_count() > 0).then_some(&*live);
+        let mut search = BeamSearch::new(&self.catalog)
+            .with_calibration(self.calibration.as_ref())
+            .with_availability(live);
+        search.run_requests(&self.model, requests, &self.options(opts))
+    }
+
+    /// Marks items available (`true`) or unavailable (`false`), in order, as one batch: the
+    /// next request sees all of it, none sees part of it. Returns how many items changed
+    /// state. Every item is checked first: an unknown one is [`Error::UnknownItem`] and
+    /// nothing changes. O(levels) per change; no reopen, no copy of the catalog.
+    pub fn update_availability(&self, changes: &[(ItemId, bool)]) -> Result<usize> {
+        self.live.write().apply(&self.catalog, changes)
+    }
+
+    /// Whether `item` is available now.
+    pub fn is_available(&self, item: ItemId) -> Result<bool> {
+        self.live.read().is_available(&self.catalog, item)
+    }
+
+    /// Items marked unavailable now.
+    pub fn unavailable_count(&self) -> usize {
+        self.live.read().unavailable_count()
+    }
+
+    /// Marks every item available again.
+    pub fn reset_availability(&self) {
+        self.live.write().reset();
     }
 }
 

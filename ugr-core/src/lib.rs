@@ -15,8 +15,9 @@
 //! |---|---|
 //! | [`vocab`], [`sid`] | token id layout, special tokens, `<a_12><b_3>` SIDs |
 //! | [`catalog`], [`trie`] | item <-> SID (collisions included), the flat-array trie |
+//! | [`availability`] | items out of stock and back, live, O(levels) per change |
 //! | [`model`] | the [`SidModel`] trait the search drives; test models |
-//! | [`search`] | the one beam search: exact constraint, pruning, confidence |
+//! | [`search`] | the one beam search: exact constraint, request rules (allow, deny, prefixes), pruning, confidence |
 //! | [`confidence`] | confidence fields, calibration maps |
 //! | [`artifact`], [`contract`] | the versioned, checksummed model bundle; the exported model's description |
 //! | [`math`] | log-sum-exp and friends |
@@ -55,6 +56,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod artifact;
+pub mod availability;
 pub mod catalog;
 pub mod confidence;
 pub mod contract;
@@ -72,10 +74,13 @@ pub mod native;
 pub mod onnx;
 pub mod search;
 pub mod sid;
+#[cfg(any(feature = "native", feature = "onnx"))]
+mod sync;
 pub mod trie;
 pub mod vocab;
 
 pub use artifact::{Blob, Bundle, ModelSection};
+pub use availability::Availability;
 pub use catalog::{Catalog, CatalogBuilder, CatalogStats};
 pub use confidence::Calibration;
 #[cfg(any(feature = "native", feature = "onnx"))]
@@ -84,8 +89,8 @@ pub use error::{BoxedModelError, Error, Result, SidParseReason};
 pub use ids::{ItemId, NodeId, TokenId};
 pub use model::{SidModel, Step};
 pub use search::{
-    BeamSearch, ItemFusion, Normalization, Pruning, RankBy, Recommendation, Recommendations, SearchOptions,
-    SearchStats,
+    BeamSearch, Constraints, ItemFusion, Normalization, Pruning, RankBy, Recommendation, Recommendations,
+    Request, SearchOptions, SearchStats,
 };
 pub use sid::Sid;
 pub use trie::Trie;
@@ -94,7 +99,7 @@ pub use vocab::{SidVocab, Special, TokenKind};
 /// The types most users need.
 pub mod prelude {
     pub use crate::{
-        BeamSearch, Bundle, Calibration, Catalog, CatalogBuilder, Error, ItemId, Pruning, Recommendation,
-        SearchOptions, Sid, SidModel, SidVocab, TokenId,
+        BeamSearch, Bundle, Calibration, Catalog, CatalogBuilder, Constraints, Error, ItemId, Pruning,
+        Recommendation, Request, SearchOptions, Sid, SidModel, SidVocab, TokenId,
     };
 }

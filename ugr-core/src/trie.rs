@@ -256,9 +256,22 @@ impl Trie {
         self.dense.get(d).is_some_and(|l| l.words_per_node > 0)
     }
 
+    /// The child ids of internal node `n` (one contiguous range).
     #[inline]
-    fn child_range(&self, n: u32) -> Range<u32> {
+    pub(crate) fn child_range(&self, n: u32) -> Range<u32> {
         self.child_start[n as usize]..self.child_start[n as usize + 1]
+    }
+
+    /// The leaf indices (SID indices) below `node`: one contiguous range, since nodes are
+    /// numbered in prefix order within each depth.
+    pub fn leaf_range(&self, node: NodeId) -> Range<u32> {
+        let (mut first, mut last) = (node.as_u32(), node.as_u32());
+        let internal = self.level_start[self.levels()];
+        while first < internal {
+            first = self.child_start[first as usize];
+            last = self.child_start[last as usize + 1] - 1;
+        }
+        first - internal..last + 1 - internal
     }
 
     /// The first child's id and the sorted codes of all children (empty for a leaf or an unknown id).

@@ -254,6 +254,27 @@ impl SidVocab {
         Ok(())
     }
 
+    /// Checks that `prefix` is a SID prefix of this vocabulary: 1 to `levels()` codes, each
+    /// within its level's codebook (a full SID is a prefix too).
+    pub fn check_prefix(&self, prefix: &Sid) -> Result<()> {
+        if prefix.len() > self.levels() {
+            return Err(Error::SidLength {
+                expected: self.levels(),
+                got: prefix.len(),
+            });
+        }
+        for (level, &code) in prefix.codes().iter().enumerate() {
+            if u32::from(code) >= self.sizes[level] {
+                return Err(Error::CodeOutOfRange {
+                    level,
+                    code: u32::from(code),
+                    size: self.sizes[level],
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The tokens of a SID, level 0 first.
     pub fn encode(&self, sid: &Sid) -> Result<impl Iterator<Item = TokenId> + use<>> {
         self.check(sid)?;

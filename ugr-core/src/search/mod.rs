@@ -49,15 +49,18 @@
 //! # Ok::<(), ugr_core::Error>(())
 //! ```
 
+mod constraints;
 mod options;
 pub mod sample;
 
+pub use constraints::{Constraints, Request};
 pub use options::{ItemFusion, MAX_WIDTH, Normalization, Pruning, RankBy, SearchOptions};
 
 use alloc::vec::Vec;
 use core::cmp::Ordering;
 use core::ops::Range;
 
+use crate::availability::Availability;
 use crate::catalog::Catalog;
 use crate::confidence::Calibration;
 use crate::error::{Error, Result};
@@ -66,6 +69,7 @@ use crate::math::{self, log_sum_exp};
 use crate::model::{SidModel, Step};
 use crate::sid::Sid;
 use crate::vocab::{MAX_LEVELS, Special};
+use constraints::sort_dedup_tail;
 
 /// One recommended item with its scores and confidences.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -133,6 +137,8 @@ struct Beam {
     parent: u32,
     /// The item head's log-prob of the final SID (set at the last level when fusing).
     item_lp: f32,
+    /// Inside the request's allowed prefixes (always, without a prefix rule).
+    inside: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -140,6 +146,9 @@ struct Cand {
     cum: f32,
     node: u32,
     parent: u32,
+    /// Items below `node` the request may receive.
+    live: u32,
+    inside: bool,
 }
 
 /// Which logits a level asks the model for, and where the level's codebook sits in a row.
@@ -212,13 +221,11 @@ struct RequestState {
 pub struct BeamSearch<'c> {
     catalog: &'c Catalog,
     calibration: Option<&'c Calibration>,
+    live: Option<&'c Availability>,
     hist_sids: Vec<Sid>,
     hist_bounds: Vec<usize>,
-    excl_items: Vec<ItemId>,
-    excl_item_bounds: Vec<usize>,
-    excl_nodes: Vec<(u32, u32)>,
-    excl_node_bounds: Vec<usize>,
-    excl_tmp: Vec<u32>,
+    /// Every request's rules (constraints, excluded history, availability).
+    rules: constraints::Rules,
     beams: Vec<Beam>,
     bounds: Vec<usize>,
     next: Vec<Beam>,
@@ -247,13 +254,10 @@ impl<'c> BeamSearch<'c> {
         BeamSearch {
             catalog,
             calibration: None,
+            live: None,
             hist_sids: Vec::new(),
             hist_bounds: Vec::new(),
-            excl_items: Vec::new(),
-            excl_item_bounds: Vec::new(),
-            excl_nodes: Vec::new(),
-            excl_node_bounds: Vec::new(),
-            excl_tmp: Vec::new(),
+            rules: constraints::Rules::default(),
             beams: Vec::new(),
             bounds: Vec::new(),
             next: Vec::new(),
@@ -280,12 +284,20 @@ impl<'c> BeamSearch<'c> {
         self
     }
 
+    /// Serves only the items `live` marks available (an error at run time when it was made
+    /// for another catalog).
+    pub fn with_availability(mut self, live: Option<&'c Availability>) -> Self {
+        self.live = live;
+        self
+    }
+
     /// The catalog searched.
     pub fn catalog(&self) -> &'c Catalog {
         self.catalog
     }
 
-    /// Searches for every history in `histories` (one request each) with a fresh model cache.
+    /// Searches for every history in `histories` (one request each, no rules) with a fresh
+    /// model cache.
     pub fn run<M: SidModel>(
         &mut self,
         model: &M,
@@ -308,8 +320,57 @@ impl<'c> BeamSearch<'c> {
         opts: &SearchOptions,
         out: &mut Vec<Recommendations>,
     ) -> Result<()> {
+        self.run_inner(
+            model,
+            cache,
+            histories.len(),
+            |r| Request::new(histories[r]),
+            opts,
+            out,
+        )
+    }
+
+    /// Searches for every request (a history and its [`Constraints`]) with a fresh model cache.
+    pub fn run_requests<M: SidModel>(
+        &mut self,
+        model: &M,
+        requests: &[Request<'_>],
+        opts: &SearchOptions,
+    ) -> Result<Vec<Recommendations>> {
+        let mut cache = model.new_cache();
+        let mut out = Vec::new();
+        self.run_requests_with_cache(model, &mut cache, requests, opts, &mut out)?;
+        Ok(out)
+    }
+
+    /// Like [`run_requests`](Self::run_requests), reusing `cache` and the vectors of `out`.
+    pub fn run_requests_with_cache<M: SidModel>(
+        &mut self,
+        model: &M,
+        cache: &mut M::Cache,
+        requests: &[Request<'_>],
+        opts: &SearchOptions,
+        out: &mut Vec<Recommendations>,
+    ) -> Result<()> {
+        self.run_inner(model, cache, requests.len(), |r| requests[r], opts, out)
+    }
+
+    fn run_inner<'r, M: SidModel>(
+        &mut self,
+        model: &M,
+        cache: &mut M::Cache,
+        n: usize,
+        request: impl Fn(usize) -> Request<'r>,
+        opts: &SearchOptions,
+        out: &mut Vec<Recommendations>,
+    ) -> Result<()> {
         opts.validate()?;
-        let n = histories.len();
+        if self.live.is_some_and(|a| !a.fits(self.catalog)) {
+            return Err(Error::InvalidOption {
+                name: "availability",
+                reason: "made for another catalog",
+            });
+        }
         out.truncate(n);
         out.resize_with(n, Recommendations::default);
         for r in out.iter_mut() {
@@ -319,7 +380,7 @@ impl<'c> BeamSearch<'c> {
         if n == 0 {
             return Ok(());
         }
-        self.prepare(histories, opts)?;
+        self.prepare(n, request, opts)?;
         self.fusion = match opts.item_fusion {
             ItemFusion::Off => None,
             ItemFusion::Model => model.item_weight(),
@@ -337,78 +398,38 @@ impl<'c> BeamSearch<'c> {
         Ok(())
     }
 
-    /// Maps histories to SIDs, builds the exclusion tables and the root beams.
-    fn prepare(&mut self, histories: &[&[ItemId]], opts: &SearchOptions) -> Result<()> {
+    /// Maps histories to SIDs, builds every request's rule tables and the root beams.
+    fn prepare<'r>(
+        &mut self,
+        n: usize,
+        request: impl Fn(usize) -> Request<'r>,
+        opts: &SearchOptions,
+    ) -> Result<()> {
         let catalog = self.catalog;
         let trie = catalog.trie();
         self.hist_sids.clear();
         self.hist_bounds.clear();
         self.hist_bounds.push(0);
-        self.excl_items.clear();
-        self.excl_item_bounds.clear();
-        self.excl_item_bounds.push(0);
-        self.excl_nodes.clear();
-        self.excl_node_bounds.clear();
-        self.excl_node_bounds.push(0);
+        self.rules.clear();
         self.beams.clear();
         self.bounds.clear();
         self.bounds.push(0);
         self.state.clear();
-        for (r, history) in histories.iter().enumerate() {
-            for &item in history.iter() {
+        for r in 0..n {
+            let req = request(r);
+            for &item in req.history {
                 self.hist_sids.push(catalog.sid_of(item)?);
             }
             self.hist_bounds.push(self.hist_sids.len());
-            if opts.exclude_history {
-                let start = self.excl_items.len();
-                self.excl_items.extend_from_slice(history);
-                sort_dedup_tail(&mut self.excl_items, start);
-                // Excluded items per SID, then per node on each SID's path.
-                self.excl_tmp.clear();
-                for &item in &self.excl_items[start..] {
-                    self.excl_tmp.push(catalog.sid_index_of(item)?);
-                }
-                self.excl_tmp.sort_unstable();
-                let nodes_start = self.excl_nodes.len();
-                let mut i = 0;
-                while i < self.excl_tmp.len() {
-                    let sid = self.excl_tmp[i];
-                    let mut j = i;
-                    while j < self.excl_tmp.len() && self.excl_tmp[j] == sid {
-                        j += 1;
-                    }
-                    let count = (j - i) as u32;
-                    let mut node = trie.root();
-                    for &code in catalog.sid(sid).codes() {
-                        node = trie
-                            .child(node, code)
-                            .ok_or(Error::Corrupt("catalog SID not in its trie"))?;
-                        self.excl_nodes.push((node.as_u32(), count));
-                    }
-                    i = j;
-                }
-                let nodes = &mut self.excl_nodes[nodes_start..];
-                nodes.sort_unstable_by_key(|e| e.0);
-                let mut w = nodes_start;
-                for i in nodes_start..self.excl_nodes.len() {
-                    let e = self.excl_nodes[i];
-                    if w > nodes_start && self.excl_nodes[w - 1].0 == e.0 {
-                        self.excl_nodes[w - 1].1 += e.1;
-                    } else {
-                        self.excl_nodes[w] = e;
-                        w += 1;
-                    }
-                }
-                self.excl_nodes.truncate(w);
-            }
-            self.excl_item_bounds.push(self.excl_items.len());
-            self.excl_node_bounds.push(self.excl_nodes.len());
+            let excluded: &[ItemId] = if opts.exclude_history { req.history } else { &[] };
+            self.rules.push(catalog, self.live, &req.constraints, excluded)?;
             self.beams.push(Beam {
                 node: trie.root().as_u32(),
                 cum: 0.0,
                 row: r as u32,
                 parent: r as u32,
                 item_lp: 0.0,
+                inside: self.rules.root_inside(r),
             });
             self.bounds.push(self.beams.len());
             self.state.push(RequestState {
@@ -422,20 +443,6 @@ impl<'c> BeamSearch<'c> {
             });
         }
         Ok(())
-    }
-
-    /// Items of request `r` excluded below `node`.
-    #[inline]
-    fn excluded_count(&self, r: usize, node: u32) -> u32 {
-        let nodes = &self.excl_nodes[self.excl_node_bounds[r]..self.excl_node_bounds[r + 1]];
-        if node == 0 {
-            // The root's count is the number of excluded items.
-            return (self.excl_item_bounds[r + 1] - self.excl_item_bounds[r]) as u32;
-        }
-        match nodes.binary_search_by_key(&node, |e| e.0) {
-            Ok(i) => nodes[i].1,
-            Err(_) => 0,
-        }
     }
 
     /// One level: the model call, then per request the candidates, the adaptive margin, the
@@ -523,8 +530,8 @@ impl<'c> BeamSearch<'c> {
         }
     }
 
-    /// Request `r`'s candidates: every allowed, not wholly excluded child of each of its
-    /// beams, with its cumulative log-prob, into `self.cands`. Returns the range of the best
+    /// Request `r`'s candidates: every child of each of its beams with at least one item the
+    /// request may receive (see [`Constraints`]), with its cumulative log-prob, into `self.cands`. Returns the range of the best
     /// beam's candidates (the difficulty is measured on them).
     fn candidates(
         &mut self,
@@ -533,8 +540,9 @@ impl<'c> BeamSearch<'c> {
         columns: &LevelColumns,
         normalization: Normalization,
     ) -> Result<Range<usize>> {
-        let trie = self.catalog.trie();
-        let has_exclusions = self.excl_item_bounds[r + 1] > self.excl_item_bounds[r];
+        let catalog = self.catalog;
+        let trie = catalog.trie();
+        let ruled = self.live.is_some() || self.rules.has_rules(r);
         self.cands.clear();
         let mut first_beam_cands = 0..0;
         for bi in self.bounds[r]..self.bounds[r + 1] {
@@ -547,7 +555,12 @@ impl<'c> BeamSearch<'c> {
             let start = self.cands.len();
             for (i, &code) in codes.iter().enumerate() {
                 let node = first.as_u32() + i as u32;
-                if has_exclusions && self.excluded_count(r, node) >= trie.item_count(NodeId::new(node)) {
+                let (live, inside) = if ruled {
+                    self.rules.count(catalog, self.live, r, node, b.inside)
+                } else {
+                    (trie.item_count(NodeId::new(node)), true)
+                };
+                if live == 0 {
                     continue;
                 }
                 let lp = codes_row[usize::from(code)] - lse;
@@ -555,6 +568,8 @@ impl<'c> BeamSearch<'c> {
                     cum: b.cum + lp,
                     node,
                     parent: b.row,
+                    live,
+                    inside,
                 });
             }
             if bi == self.bounds[r] {
@@ -596,7 +611,6 @@ impl<'c> BeamSearch<'c> {
     /// `opts.width()` by (cum desc, prefix asc), less the tail pruning drops once K items are
     /// covered, plus the item head's forced prefixes (moved right after them).
     fn select(&mut self, r: usize, opts: &SearchOptions, result: &mut Recommendations) -> usize {
-        let trie = self.catalog.trie();
         let keep_max = opts.width();
         let top = self.cands.len().min(keep_max);
         if self.cands.len() > keep_max {
@@ -613,8 +627,7 @@ impl<'c> BeamSearch<'c> {
                     keep = i;
                     break;
                 }
-                let live = trie.item_count(NodeId::new(c.node)) - self.excluded_count(r, c.node);
-                covered += u64::from(live);
+                covered += u64::from(c.live);
             }
             result.stats.margin = Some(margin);
         }
@@ -645,6 +658,7 @@ impl<'c> BeamSearch<'c> {
                 row,
                 parent: c.parent,
                 item_lp: 0.0,
+                inside: c.inside,
             });
             if !last {
                 self.parents.push(c.parent);
@@ -714,25 +728,9 @@ impl<'c> BeamSearch<'c> {
             let row = &logits[r * s..][..s];
             let lse = log_sum_exp(row).ok_or(Error::NonFiniteLogits { row: r })?;
             self.item_lse.push(lse);
-            let excluded = self.excl_item_bounds[r + 1] - self.excl_item_bounds[r];
-            let want = opts.width().min(s);
-            let pick = (want + excluded).min(s);
-            self.top_tmp.clear();
-            self.top_tmp
-                .extend(row.iter().enumerate().map(|(i, &z)| (z, i as u32)));
-            let by_score = |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
-            if pick < s {
-                self.top_tmp.select_nth_unstable_by(pick - 1, by_score);
-                self.top_tmp.truncate(pick);
-            }
-            self.top_tmp.sort_unstable_by(by_score);
+            self.item_scope(row, r, opts.width().min(s));
             let start = self.forced.len();
-            let mut taken = 0;
             for &(_, sid) in &self.top_tmp {
-                if taken == want {
-                    break;
-                }
-                let path_start = self.forced.len();
                 let mut node = trie.root();
                 for &code in catalog.sid(sid).codes() {
                     node = trie
@@ -740,11 +738,6 @@ impl<'c> BeamSearch<'c> {
                         .ok_or(Error::Corrupt("catalog SID not in its trie"))?;
                     self.forced.push(node.as_u32());
                 }
-                if excluded > 0 && self.excluded_count(r, node.as_u32()) >= trie.item_count(node) {
-                    self.forced.truncate(path_start);
-                    continue;
-                }
-                taken += 1;
             }
             sort_dedup_tail(&mut self.forced, start);
             self.forced_bounds.push(self.forced.len());
@@ -752,23 +745,77 @@ impl<'c> BeamSearch<'c> {
         Ok(())
     }
 
-    /// Expands final beams into up to K distinct, non-excluded items.
+    /// Request `r`'s `want` best SIDs by the item head's logits `row` among those with an item
+    /// the request may receive, best first, into `self.top_tmp`.
+    fn item_scope(&mut self, row: &[f32], r: usize, want: usize) {
+        let catalog = self.catalog;
+        let trie = catalog.trie();
+        let s = row.len();
+        self.top_tmp.clear();
+        let by_score = |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+        let ruled = self.live.is_some() || self.rules.has_rules(r);
+        let live =
+            |rules: &constraints::Rules, sid: u32| !ruled || rules.sid_count(catalog, self.live, r, sid) > 0;
+        match self.rules.scope(self.live, r) {
+            constraints::Scope::All { blocked } => {
+                // The best `want + blocked` SIDs hold `want` allowed ones (or every allowed one).
+                let pick = want.saturating_add(blocked).min(s);
+                self.top_tmp
+                    .extend(row.iter().enumerate().map(|(i, &z)| (z, i as u32)));
+                if pick < s {
+                    self.top_tmp.select_nth_unstable_by(pick - 1, by_score);
+                    self.top_tmp.truncate(pick);
+                }
+                if ruled {
+                    let rules = &self.rules;
+                    self.top_tmp.retain(|&(_, sid)| live(rules, sid));
+                }
+            }
+            constraints::Scope::Prefixes(nodes) => {
+                for &p in nodes {
+                    for sid in trie.leaf_range(NodeId::new(p)) {
+                        if live(&self.rules, sid) {
+                            self.top_tmp.push((row[sid as usize], sid));
+                        }
+                    }
+                }
+            }
+            constraints::Scope::Items(items) => {
+                for &item in items {
+                    // Allowed items are catalog items (checked when the rules were built).
+                    if let Ok(sid) = catalog.sid_index_of(item) {
+                        self.top_tmp.push((row[sid as usize], sid));
+                    }
+                }
+                self.top_tmp.sort_unstable_by_key(|e| e.1);
+                self.top_tmp.dedup_by_key(|e| e.1);
+            }
+        }
+        if self.top_tmp.len() > want {
+            self.top_tmp.select_nth_unstable_by(want - 1, by_score);
+            self.top_tmp.truncate(want);
+        }
+        self.top_tmp.sort_unstable_by(by_score);
+    }
+
+    /// Expands final beams into up to K distinct items the request may receive.
     fn expand(&mut self, opts: &SearchOptions, out: &mut [Recommendations]) {
         let catalog = self.catalog;
         let levels = catalog.vocab().levels() as f32;
         let fusion = self.fusion;
         self.item_beam.clear();
         for (r, result) in out.iter_mut().enumerate() {
-            let excluded = &self.excl_items[self.excl_item_bounds[r]..self.excl_item_bounds[r + 1]];
+            let ruled = self.live.is_some() || self.rules.has_rules(r);
             'beams: for (bi, b) in self.beams[self.bounds[r]..self.bounds[r + 1]].iter().enumerate() {
                 let Some(sid_index) = catalog.trie().leaf_index(NodeId::new(b.node)) else {
                     continue;
                 };
-                for &item in catalog.items_of(sid_index) {
+                let slots = catalog.slots_of(sid_index);
+                for (slot, &item) in slots.zip(catalog.items_of(sid_index)) {
                     if result.items.len() == opts.top_k {
                         break 'beams;
                     }
-                    if excluded.binary_search(&item).is_ok() {
+                    if ruled && !self.rules.item_ok(self.live, r, item, slot) {
                         continue;
                     }
                     result.items.push(Recommendation {
@@ -884,19 +931,6 @@ impl<'c> BeamSearch<'c> {
             }
         }
     }
-}
-
-/// Sorts `v[start..]` and removes its duplicates in place (the prefix is untouched).
-fn sort_dedup_tail<T: Ord + Copy>(v: &mut Vec<T>, start: usize) {
-    v[start..].sort_unstable();
-    let mut w = start;
-    for i in start..v.len() {
-        if w == start || v[i] != v[w - 1] {
-            v[w] = v[i];
-            w += 1;
-        }
-    }
-    v.truncate(w);
 }
 
 /// The item head's share of a fused score (a zero weight ignores it, even at `-inf`).
