@@ -204,8 +204,18 @@ typedef struct ugr_engine_info {
 
  Enumerations and flags are plain integers so that any value is safe to pass: unknown
  values give `UGR_STATUS_INVALID_ARGUMENT`.
+
+ The struct grows only at its end, and `struct_size` says how much of it the caller has:
+ a caller compiled against an older header keeps working (libugr gives the fields it did
+ not know their defaults), and one compiled against a newer header works with an older
+ libugr as long as it leaves the newer fields at their defaults (zero); otherwise the call
+ fails with `UGR_STATUS_INVALID_ARGUMENT` instead of ignoring a setting.
  */
 typedef struct ugr_options {
+  /*
+   `sizeof(ugr_options)` as the caller compiled it (`ugr_options_default()` sets it).
+   */
+  size_t struct_size;
   /*
    Items returned per user (K), 1..=65536 (default 10). A catalog with fewer items
    returns them all.
@@ -289,6 +299,70 @@ typedef struct ugr_recommendation {
    */
   float sequence_prob;
 } ugr_recommendation;
+
+/*
+ The business rules of a request, enforced inside the search (not by filtering its output):
+ the results are what a catalog holding only the allowed items would give, and K of them
+ come back whenever the catalog has K allowed items. Start from `ugr_constraints_default()`
+ (no rule) and set what applies. Grows at its end like `ugr_options` (same `struct_size` rule).
+
+ Allowed items: the allowlist (every item when `use_allow` is 0), restricted to items
+ whose SID starts with one of `prefixes` (when any are given), minus `deny`, minus the
+ history when `exclude_history` is set, minus items marked unavailable. Scores are the
+ model's, unchanged by the rules. Every listed id must be a catalog item
+ (`UGR_STATUS_UNKNOWN_ITEM`); a malformed prefix, or `use_allow` with an empty
+ allowlist, is `UGR_STATUS_INVALID_ARGUMENT`. A prefix no catalog SID has allows nothing.
+ */
+typedef struct ugr_constraints {
+  /*
+   `sizeof(ugr_constraints)` as the caller compiled it (`ugr_constraints_default()` sets it).
+   */
+  size_t struct_size;
+  /*
+   Non-zero: only items of `allow` may be returned. (A flag rather than a NULL test, so
+   that an empty allowlist is an error instead of "allow everything".)
+   */
+  uint32_t use_allow;
+  /*
+   `allow_len` item ids (used when `use_allow` is non-zero).
+   */
+  const uint32_t *allow;
+  /*
+   Length of `allow`.
+   */
+  size_t allow_len;
+  /*
+   `deny_len` item ids never to return; `(NULL, 0)` for none.
+   */
+  const uint32_t *deny;
+  /*
+   Length of `deny`.
+   */
+  size_t deny_len;
+  /*
+   `prefixes_len` NUL-terminated SID prefixes such as `"<a_3>"` or `"<a_3><b_12>"` (1 to
+   L levels: a category in SID space); `(NULL, 0)` for no restriction.
+   */
+  const char *const *prefixes;
+  /*
+   Length of `prefixes`.
+   */
+  size_t prefixes_len;
+} ugr_constraints;
+
+/*
+ One availability change: `item` becomes available (`available` non-zero) or unavailable (0).
+ */
+typedef struct ugr_availability_change {
+  /*
+   A catalog item id.
+   */
+  uint32_t item;
+  /*
+   Non-zero: available again; 0: unavailable (out of stock, withdrawn).
+   */
+  uint32_t available;
+} ugr_availability_change;
 
 #ifdef __cplusplus
 extern "C" {
@@ -447,6 +521,74 @@ ugr_status ugr_recommend_batch(const struct ugr_engine *engine,
                                struct ugr_recommendation *out,
                                size_t out_capacity,
                                size_t *out_lens);
+
+/*
+ No rule: every item allowed.
+ */
+struct ugr_constraints ugr_constraints_default(void);
+
+/*
+ Like `ugr_recommend`, under business rules (`constraints`: NULL for none).
+
+ # Safety
+ As `ugr_recommend`; `constraints` is NULL or a valid `ugr_constraints` (see its fields).
+ */
+ugr_status ugr_recommend_constrained(const struct ugr_engine *engine,
+                                     const uint32_t *history,
+                                     size_t history_len,
+                                     const struct ugr_constraints *constraints,
+                                     const struct ugr_options *options,
+                                     struct ugr_recommendation *out,
+                                     size_t out_capacity,
+                                     size_t *out_len);
+
+/*
+ Like `ugr_recommend_batch`, under business rules: `n_constraints` is 0 (`constraints`
+ may be NULL: no rule), 1 (one set of rules for every user) or `n_users` (user `u` gets
+ `constraints[u]`).
+
+ # Safety
+ As `ugr_recommend_batch`; `constraints` is NULL or holds `n_constraints` valid structs.
+ */
+ugr_status ugr_recommend_batch_constrained(const struct ugr_engine *engine,
+                                           const uint32_t *items,
+                                           const size_t *offsets,
+                                           size_t n_users,
+                                           const struct ugr_constraints *constraints,
+                                           size_t n_constraints,
+                                           const struct ugr_options *options,
+                                           struct ugr_recommendation *out,
+                                           size_t out_capacity,
+                                           size_t *out_lens);
+
+/*
+ Applies `n_changes` availability changes, in order, as one batch, while other threads
+ may be serving: a request sees the whole batch or none of it, and every request that
+ starts after this call returns sees it. An unavailable item is never returned and a SID
+ prefix whose items are all unavailable is never expanded, exactly as if the catalog did
+ not hold it; marking it available again restores it. Cost O(levels) per change; no
+ reopen, no copy. Every item is checked first: an unknown id gives
+ `UGR_STATUS_UNKNOWN_ITEM` and changes nothing. `*changed` (optional, may be NULL)
+ receives how many items changed state. Every engine opens with all items available.
+
+ # Safety
+ `engine` is NULL or live; `changes` is NULL or holds `n_changes` structs; `changed` is
+ NULL or writable.
+ */
+ugr_status ugr_engine_update_availability(const struct ugr_engine *engine,
+                                          const struct ugr_availability_change *changes,
+                                          size_t n_changes,
+                                          size_t *changed);
+
+/*
+ Sets `*available` to 1 when `item` is available now, 0 when it was marked unavailable.
+
+ # Safety
+ `engine` is NULL or live; `available` is NULL or writable.
+ */
+ugr_status ugr_engine_is_available(const struct ugr_engine *engine,
+                                   uint32_t item,
+                                   uint32_t *available);
 
 /*
  The name of a status code as a static NUL-terminated string (`"UGR_STATUS_OK"`, ...),

@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -45,6 +46,65 @@ inline void check(ugr_status status) {
 struct EngineDeleter {
     void operator()(ugr_engine* engine) const noexcept { ugr_engine_free(engine); }
 };
+}  // namespace detail
+
+// Business rules of a request, enforced inside the search (see ugr_constraints in ugr.h).
+// Empty members impose nothing; an engaged `allow` restricts the results to its items (an
+// engaged but empty allowlist is an error, not "allow everything").
+struct Constraints {
+    std::optional<std::vector<uint32_t>> allow;
+    std::vector<uint32_t> deny;
+    std::vector<std::string> prefixes;  // SID prefixes such as "<a_3>" or "<a_3><b_12>"
+};
+
+namespace detail {
+// A ugr_constraints viewing a Constraints (which must outlive it).
+class CConstraints {
+public:
+    explicit CConstraints(const Constraints& rules) : raw_(ugr_constraints_default()) {
+        for (const auto& p : rules.prefixes) {
+            prefixes_.push_back(p.c_str());
+        }
+        raw_.use_allow = rules.allow.has_value() ? 1u : 0u;
+        if (rules.allow) {
+            raw_.allow = rules.allow->data();
+            raw_.allow_len = rules.allow->size();
+        }
+        raw_.deny = rules.deny.data();
+        raw_.deny_len = rules.deny.size();
+        raw_.prefixes = prefixes_.data();
+        raw_.prefixes_len = prefixes_.size();
+    }
+    CConstraints(const CConstraints&) = delete;
+    CConstraints& operator=(const CConstraints&) = delete;
+    [[nodiscard]] const ugr_constraints* get() const noexcept { return &raw_; }
+
+private:
+    std::vector<const char*> prefixes_;
+    ugr_constraints raw_;
+};
+
+// Histories in the CSR layout of ugr_recommend_batch.
+struct Csr {
+    explicit Csr(const std::vector<std::vector<uint32_t>>& histories) {
+        for (const auto& h : histories) {
+            items.insert(items.end(), h.begin(), h.end());
+            offsets.push_back(items.size());
+        }
+    }
+    std::vector<uint32_t> items;
+    std::vector<std::size_t> offsets{0};
+};
+
+inline std::vector<std::vector<ugr_recommendation>> split(const std::vector<ugr_recommendation>& out,
+                                                          const std::vector<std::size_t>& lens, std::size_t k) {
+    std::vector<std::vector<ugr_recommendation>> result(lens.size());
+    for (std::size_t u = 0; u < lens.size(); ++u) {
+        const auto first = out.begin() + static_cast<std::ptrdiff_t>(u * k);
+        result[u].assign(first, first + static_cast<std::ptrdiff_t>(lens[u]));
+    }
+    return result;
+}
 }  // namespace detail
 
 // The default options (k 10, beam 20, ...); change fields as needed.
@@ -89,25 +149,66 @@ public:
         return recommend(history.data(), history.size(), options);
     }
 
+    // Up to options.k items allowed by `rules` (enforced inside the search), best first.
+    [[nodiscard]] std::vector<ugr_recommendation> recommend(const std::vector<uint32_t>& history,
+                                                            const Constraints& rules,
+                                                            const ugr_options& options = default_options()) const {
+        const detail::CConstraints c(rules);
+        std::vector<ugr_recommendation> out(options.k);
+        std::size_t n = 0;
+        detail::check(ugr_recommend_constrained(handle_.get(), history.data(), history.size(), c.get(), &options,
+                                                out.data(), out.size(), &n));
+        out.resize(n);
+        return out;
+    }
+
     // One result list per history, computed in batched calls.
     [[nodiscard]] std::vector<std::vector<ugr_recommendation>> recommend_batch(
         const std::vector<std::vector<uint32_t>>& histories, const ugr_options& options = default_options()) const {
-        std::vector<uint32_t> items;
-        std::vector<std::size_t> offsets{0};
-        for (const auto& h : histories) {
-            items.insert(items.end(), h.begin(), h.end());
-            offsets.push_back(items.size());
-        }
+        const detail::Csr csr(histories);
         std::vector<ugr_recommendation> out(histories.size() * options.k);
         std::vector<std::size_t> lens(histories.size());
-        detail::check(ugr_recommend_batch(handle_.get(), items.data(), offsets.data(), histories.size(), &options,
-                                          out.data(), out.size(), lens.data()));
-        std::vector<std::vector<ugr_recommendation>> result(histories.size());
-        for (std::size_t u = 0; u < histories.size(); ++u) {
-            const auto first = out.begin() + static_cast<std::ptrdiff_t>(u * options.k);
-            result[u].assign(first, first + static_cast<std::ptrdiff_t>(lens[u]));
+        detail::check(ugr_recommend_batch(handle_.get(), csr.items.data(), csr.offsets.data(), histories.size(),
+                                          &options, out.data(), out.size(), lens.data()));
+        return detail::split(out, lens, options.k);
+    }
+
+    // One result list per history, every user under the same `rules`.
+    [[nodiscard]] std::vector<std::vector<ugr_recommendation>> recommend_batch(
+        const std::vector<std::vector<uint32_t>>& histories, const Constraints& rules,
+        const ugr_options& options = default_options()) const {
+        const detail::Csr csr(histories);
+        const detail::CConstraints c(rules);
+        std::vector<ugr_recommendation> out(histories.size() * options.k);
+        std::vector<std::size_t> lens(histories.size());
+        detail::check(ugr_recommend_batch_constrained(handle_.get(), csr.items.data(), csr.offsets.data(),
+                                                      histories.size(), c.get(), 1, &options, out.data(),
+                                                      out.size(), lens.data()));
+        return detail::split(out, lens, options.k);
+    }
+
+    // Marks items available (true) or unavailable (false) as one batch, visible to the next
+    // request, never half-applied. Returns how many changed state. Safe while other threads serve.
+    std::size_t set_available(const std::vector<uint32_t>& items, bool available) const {
+        std::vector<ugr_availability_change> changes;
+        changes.reserve(items.size());
+        for (uint32_t item : items) {
+            changes.push_back({item, available ? 1u : 0u});
         }
-        return result;
+        return update_availability(changes);
+    }
+
+    // A mixed batch of availability changes, applied in order as one batch.
+    std::size_t update_availability(const std::vector<ugr_availability_change>& changes) const {
+        std::size_t changed = 0;
+        detail::check(ugr_engine_update_availability(handle_.get(), changes.data(), changes.size(), &changed));
+        return changed;
+    }
+
+    [[nodiscard]] bool is_available(uint32_t item) const {
+        uint32_t yes = 0;
+        detail::check(ugr_engine_is_available(handle_.get(), item, &yes));
+        return yes != 0;
     }
 
     // The item's title ("" when it has none); a view valid while this Engine lives.

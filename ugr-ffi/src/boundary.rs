@@ -141,6 +141,54 @@ pub(crate) unsafe fn try_slice_mut<'a, T>(
     Ok(unsafe { std::slice::from_raw_parts_mut(ptr, len) })
 }
 
+/// The largest `struct_size` libugr accepts (a bound on what it reads from a caller's struct).
+const MAX_STRUCT_SIZE: usize = 4096;
+
+/// Reads an extensible struct (`ugr_options`, `ugr_constraints`): a `size_t struct_size`
+/// first, then fields that are only ever appended. The rule (that of Linux's extensible
+/// system calls, `openat2` and `clone3`):
+/// - `struct_size` below `min` (the first sized version) is `INVALID_ARGUMENT`;
+/// - libugr reads `min(struct_size, its own size)` bytes; fields it knows beyond the
+///   caller's size keep their defaults (a caller built against an older header works);
+/// - bytes beyond libugr's own size must be zero, the default of every field added later
+///   (a newer caller that asks for a feature this libugr lacks is refused, not ignored).
+///
+/// # Safety
+/// `ptr` is non-NULL and points to at least `struct_size` readable bytes; `T` is
+/// plain old data (integers, floats, raw pointers: every bit pattern valid).
+pub(crate) unsafe fn read_sized<T: Copy>(
+    ptr: *const T,
+    default: T,
+    min: usize,
+    name: &str,
+) -> Result<T, Failure> {
+    // SAFETY: by contract the struct starts with a readable size_t (it may be unaligned
+    // when the caller packed it: read it byte-wise).
+    let size = unsafe { ptr.cast::<usize>().read_unaligned() };
+    let ours = size_of::<T>();
+    if size < min || size > MAX_STRUCT_SIZE {
+        return Err(Failure::invalid(format!(
+            "`{name}.struct_size` is {size}: set it to sizeof({name}) (start from {name}_default())"
+        )));
+    }
+    if size > ours {
+        // SAFETY: the caller's struct holds `size` readable bytes.
+        let tail = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>().add(ours), size - ours) };
+        if tail.iter().any(|&b| b != 0) {
+            return Err(Failure::invalid(format!(
+                "`{name}` sets fields this libugr does not know (struct_size {size} > {ours}): upgrade libugr"
+            )));
+        }
+    }
+    let mut value = default;
+    // SAFETY: `value` is a live T of `ours` bytes, the source holds at least `min(size, ours)`
+    // readable bytes, the two do not overlap, and any bit pattern is a valid T.
+    unsafe {
+        std::ptr::copy_nonoverlapping(ptr.cast::<u8>(), (&raw mut value).cast::<u8>(), size.min(ours));
+    }
+    Ok(value)
+}
+
 /// The message of the last failed libugr call on this thread, as a NUL-terminated string;
 /// `""` when that call succeeded or no call was made yet. Never NULL.
 ///

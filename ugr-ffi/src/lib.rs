@@ -42,6 +42,7 @@ use core::ffi::c_char;
 mod boundary;
 mod engine;
 mod recommend;
+mod rules;
 mod status;
 
 pub use boundary::ugr_last_error;
@@ -52,6 +53,10 @@ pub use engine::{
 pub use recommend::{
     ugr_options, ugr_options_default, ugr_pruning, ugr_rank_by, ugr_recommend, ugr_recommend_batch,
     ugr_recommendation,
+};
+pub use rules::{
+    ugr_availability_change, ugr_constraints, ugr_constraints_default, ugr_engine_is_available,
+    ugr_engine_update_availability, ugr_recommend_batch_constrained, ugr_recommend_constrained,
 };
 pub use status::{ugr_status, ugr_status_name};
 

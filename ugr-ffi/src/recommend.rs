@@ -3,7 +3,7 @@
 use ugr_core::search::MAX_WIDTH;
 use ugr_core::{Error, ItemId, Pruning, RankBy, Recommendation, SearchOptions};
 
-use crate::boundary::{boundary, try_ref, try_slice, try_slice_mut};
+use crate::boundary::{boundary, read_sized, try_ref, try_slice, try_slice_mut};
 use crate::engine::ugr_engine;
 use crate::status::{Failure, ugr_status};
 
@@ -34,9 +34,17 @@ pub enum ugr_rank_by {
 ///
 /// Enumerations and flags are plain integers so that any value is safe to pass: unknown
 /// values give `UGR_STATUS_INVALID_ARGUMENT`.
+///
+/// The struct grows only at its end, and `struct_size` says how much of it the caller has:
+/// a caller compiled against an older header keeps working (libugr gives the fields it did
+/// not know their defaults), and one compiled against a newer header works with an older
+/// libugr as long as it leaves the newer fields at their defaults (zero); otherwise the call
+/// fails with `UGR_STATUS_INVALID_ARGUMENT` instead of ignoring a setting.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ugr_options {
+    /// `sizeof(ugr_options)` as the caller compiled it (`ugr_options_default()` sets it).
+    pub struct_size: usize,
     /// Items returned per user (K), 1..=65536 (default 10). A catalog with fewer items
     /// returns them all.
     pub k: usize,
@@ -106,6 +114,7 @@ impl From<&Recommendation> for ugr_recommendation {
 pub extern "C" fn ugr_options_default() -> ugr_options {
     let d = SearchOptions::default();
     ugr_options {
+        struct_size: size_of::<ugr_options>(),
         k: d.top_k,
         beam: d.beam,
         exclude_history: 0,
@@ -159,21 +168,27 @@ fn search_options(o: &ugr_options) -> Result<SearchOptions, Failure> {
     Ok(opts)
 }
 
+/// The size of the first `ugr_options` with a `struct_size` (everything up to `beta`): the
+/// smallest `struct_size` accepted, whatever is appended later.
+const OPTIONS_MIN_SIZE: usize = core::mem::offset_of!(ugr_options, beta) + size_of::<f32>();
+
 /// Options from a possibly NULL pointer (NULL = defaults).
 ///
 /// # Safety
-/// A non-NULL `options` points to a valid `ugr_options`.
-unsafe fn read_options(options: *const ugr_options) -> Result<SearchOptions, Failure> {
-    // SAFETY: by contract, a non-NULL pointer is a valid struct (plain old data, any bits).
-    match unsafe { options.as_ref() } {
-        Some(o) => search_options(o),
-        None => search_options(&ugr_options_default()),
+/// A non-NULL `options` points to a `ugr_options` of `struct_size` readable bytes.
+pub(crate) unsafe fn read_options(options: *const ugr_options) -> Result<SearchOptions, Failure> {
+    if options.is_null() {
+        return search_options(&ugr_options_default());
     }
+    // SAFETY: non-NULL, and by contract `struct_size` bytes are readable; the struct is
+    // plain old data.
+    let o = unsafe { read_sized(options, ugr_options_default(), OPTIONS_MIN_SIZE, "ugr_options")? };
+    search_options(&o)
 }
 
 /// A batch's failure; an unknown item is attributed to the first user whose history holds
 /// it (searched only on this error path: the search itself validates every history).
-fn batch_failure(e: &Error, first_user: usize, histories: &[Vec<ItemId>]) -> Failure {
+pub(crate) fn batch_failure(e: &Error, first_user: usize, histories: &[Vec<ItemId>]) -> Failure {
     let mut failure = Failure::recommending(e);
     if let Error::UnknownItem(item) = e
         && let Some(u) = histories.iter().position(|h| h.contains(item))
@@ -183,7 +198,7 @@ fn batch_failure(e: &Error, first_user: usize, histories: &[Vec<ItemId>]) -> Fai
     failure
 }
 
-fn as_items(history: &[u32]) -> Vec<ItemId> {
+pub(crate) fn as_items(history: &[u32]) -> Vec<ItemId> {
     history.iter().map(|&i| ItemId::new(i)).collect()
 }
 
@@ -251,7 +266,7 @@ pub unsafe extern "C" fn ugr_recommend(
 }
 
 /// Users searched together inside `ugr_recommend_batch` (bounds its scratch memory).
-const BATCH_CHUNK: usize = 32;
+pub(crate) const BATCH_CHUNK: usize = 32;
 
 /// Recommends up to K items for each of `n_users` users in one call (batched through the
 /// model, usually faster than one call per user). Results equal the single-user calls up

@@ -75,7 +75,10 @@ impl Failure {
     pub(crate) fn recommending(e: &Error) -> Failure {
         let status = match e {
             Error::UnknownItem(_) => ugr_status::UnknownItem,
-            Error::InvalidOption { .. } => ugr_status::InvalidArgument,
+            Error::InvalidOption { .. }
+            | Error::SidLength { .. }
+            | Error::CodeOutOfRange { .. }
+            | Error::SidParse { .. } => ugr_status::InvalidArgument,
             _ => ugr_status::ModelFailed,
         };
         Failure::new(status, e.to_string())
