@@ -6,6 +6,8 @@
 //   const model = ugr.open(new Uint8Array(await (await fetch("model.ugr")).arrayBuffer()));
 //   const { items } = model.recommend([12, 7, 3], { k: 10, beam: 20 });
 //   // items: [{ item, score, confidence }, ...], best first
+//   model.recommend([12, 7, 3], { deny: [5, 9], prefixes: ["<a_3>"] }); // rules inside the search
+//   model.setAvailable([44, 45], false);                              // out of stock, live
 
 class UgrError extends Error {}
 
@@ -58,17 +60,35 @@ class UgrModel {
     this.handle = handle;
   }
 
-  /** Recommends for `history` (item ids, most recent last). */
-  recommend(history, { k = 10, beam = 20, excludeHistory = false } = {}) {
-    const ids = Uint32Array.from(history);
-    const bytes = new Uint8Array(ids.buffer);
+  /**
+   * Recommends for `history` (item ids, most recent last). Business rules are enforced inside
+   * the search: `allow` (only these items; an empty array is an error), `deny` (never these),
+   * `prefixes` (only items whose SID starts with one of these, e.g. "<a_3>" or "<a_3><b_12>").
+   */
+  recommend(history, { k = 10, beam = 20, excludeHistory = false, allow = null, deny = [], prefixes = [] } = {}) {
+    const u32 = (v) => new Uint8Array(Uint32Array.from(v).buffer);
     const x = this.ugr.x;
-    const len = this.ugr.withBytes(bytes, (p) =>
-      x.ugr_recommend(this.handle, p, ids.length, k, beam, excludeHistory ? 1 : 0),
+    const len = this.ugr.withBytes(u32(history), (h, hn) =>
+      this.ugr.withBytes(u32(allow ?? []), (a, an) =>
+        this.ugr.withBytes(u32(deny), (d, dn) =>
+          this.ugr.withBytes(new TextEncoder().encode(prefixes.join(" ")), (p, pn) =>
+            x.ugr_recommend_rules(this.handle, h, hn / 4, k, beam, excludeHistory ? 1 : 0,
+              allow === null ? 0 : 1, a, an / 4, d, dn / 4, p, pn),
+          ),
+        ),
+      ),
     );
     const text = this.ugr.output(len);
     if (len < 0) throw new UgrError(text);
     return JSON.parse(text);
+  }
+
+  /** Marks `items` available (true) or out of stock (false) as one batch; returns how many changed. */
+  setAvailable(items, available) {
+    const bytes = new Uint8Array(Uint32Array.from(items).buffer);
+    const len = this.ugr.withBytes(bytes, (p, n) => this.ugr.x.ugr_set_available(this.handle, p, n / 4, available ? 1 : 0));
+    if (len < 0) throw new UgrError(this.ugr.output(len));
+    return len;
   }
 
   /** The catalog's item ids. */

@@ -25,12 +25,22 @@ for _ in $(seq 50); do
   sleep 0.1
 done
 
-for h in $HISTORIES; do
-  url="http://127.0.0.1:$PORT/examples/web/index.html?test=1&history=$h&model=../../$MODEL"
+# The last case carries business rules (a denylist and a SID prefix) through the page's URL.
+RULES_DENY=${RULES_DENY:-3,177}
+RULES_PREFIX=${RULES_PREFIX:-<a_5>}
+echo "$RULES_DENY" | tr ',' ' ' > target/web-deny.txt
+for h in $HISTORIES rules:1,2,3; do
+  rules=() query=""
+  if [ "${h#rules:}" != "$h" ]; then
+    h=${h#rules:}
+    rules=(--deny target/web-deny.txt --prefix "$RULES_PREFIX")
+    query="&deny=$RULES_DENY&prefix=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1]))' "$RULES_PREFIX")"
+  fi
+  url="http://127.0.0.1:$PORT/examples/web/index.html?test=1&history=$h&model=../../$MODEL$query"
   page=$(timeout 120 "$CHROMIUM" --headless --no-sandbox --disable-gpu --dump-dom "$url" 2> /dev/null)
   browser=$(printf '%s' "$page" | python3 -c 'import re,sys; m=re.search(r"<pre id=\"result\">(.*?)</pre>", sys.stdin.read(), re.S); print(m.group(1) if m else "{}")')
-  native=$("$UGR_BIN" recommend --model "$MODEL" --history "$h" --k 10 --beam 20 --json)
-  python3 - "$h" "$browser" "$native" <<'PY'
+  native=$("$UGR_BIN" recommend --model "$MODEL" --history "$h" --k 10 --beam 20 --json "${rules[@]}")
+  python3 - "$h${query:+ (deny $RULES_DENY, prefix $RULES_PREFIX)}" "$browser" "$native" <<'PY'
 import json, sys
 history, browser, native = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
 if "items" not in browser:

@@ -9,6 +9,8 @@
 //! | `ugr_alloc(len) -> ptr`, `ugr_free(ptr, len)` | memory for inputs |
 //! | `ugr_open(ptr, len) -> handle` | > 0, or `-(error length)` |
 //! | `ugr_recommend(handle, hist_ptr, hist_len, k, beam, exclude) -> len` | JSON length, or `-(error length)` |
+//! | `ugr_recommend_rules(handle, hist_ptr, hist_len, k, beam, exclude, use_allow, allow_ptr, allow_len, deny_ptr, deny_len, prefix_ptr, prefix_len) -> len` | the same under business rules (prefixes: UTF-8 SID prefixes separated by spaces) |
+//! | `ugr_set_available(handle, items_ptr, items_len, available) -> n` | items that changed state, or `-(error length)` |
 //! | `ugr_items(handle) -> len` | the catalog's item ids as a JSON array |
 //! | `ugr_close(handle)` | |
 //! | `ugr_output_ptr() -> ptr` | the last output |
@@ -16,7 +18,7 @@
 
 use std::cell::RefCell;
 
-use crate::Session;
+use crate::{Rules, Session};
 
 thread_local! {
     static SESSION: RefCell<Session> = RefCell::new(Session::default());
@@ -94,13 +96,86 @@ pub unsafe extern "C" fn ugr_recommend(
     beam: u32,
     exclude: u32,
 ) -> i32 {
-    let history: &[u32] = if hist_len == 0 || hist_ptr.is_null() {
-        &[]
-    } else {
-        // SAFETY: the caller guarantees `hist_len` aligned u32s at `hist_ptr`.
-        unsafe { std::slice::from_raw_parts(hist_ptr, hist_len) }
-    };
+    // SAFETY: forwarded from the caller.
+    let history = unsafe { ids(hist_ptr, hist_len) };
     publish(SESSION.with(|s| s.borrow().recommend(handle, history, k, beam, exclude != 0)))
+}
+
+/// # Safety
+/// `ptr` must point to `len` readable, 4-byte aligned `u32`s (or be null with `len` 0).
+unsafe fn ids<'a>(ptr: *const u32, len: usize) -> &'a [u32] {
+    if len == 0 || ptr.is_null() {
+        return &[];
+    }
+    // SAFETY: the caller guarantees `len` aligned u32s at `ptr`.
+    unsafe { std::slice::from_raw_parts(ptr, len) }
+}
+
+/// [`ugr_recommend`] under business rules: `use_allow` non-zero restricts to the
+/// `allow_len` ids at `allow_ptr`; the `deny_len` ids at `deny_ptr` are never returned;
+/// `prefix_ptr..+prefix_len` is UTF-8 text of SID prefixes separated by spaces or commas.
+///
+/// # Safety
+/// Each pointer must point to its length of readable values (`u32`s 4-byte aligned), or be
+/// null with length 0.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn ugr_recommend_rules(
+    handle: u32,
+    hist_ptr: *const u32,
+    hist_len: usize,
+    k: u32,
+    beam: u32,
+    exclude: u32,
+    use_allow: u32,
+    allow_ptr: *const u32,
+    allow_len: usize,
+    deny_ptr: *const u32,
+    deny_len: usize,
+    prefix_ptr: *const u8,
+    prefix_len: usize,
+) -> i32 {
+    // SAFETY: forwarded from the caller.
+    let (history, allow, deny, prefixes) = unsafe {
+        (
+            ids(hist_ptr, hist_len),
+            ids(allow_ptr, allow_len),
+            ids(deny_ptr, deny_len),
+            bytes(prefix_ptr, prefix_len),
+        )
+    };
+    let Ok(prefixes) = std::str::from_utf8(prefixes) else {
+        return publish(Err("the prefixes are not UTF-8".into()));
+    };
+    let rules = Rules {
+        allow: (use_allow != 0).then_some(allow),
+        deny,
+        prefixes,
+    };
+    publish(SESSION.with(|s| {
+        s.borrow()
+            .recommend_with(handle, history, k, beam, exclude != 0, &rules)
+    }))
+}
+
+/// Marks the `items_len` ids at `items_ptr` available (`available` non-zero) or not, as one
+/// batch. Returns how many changed state, or `-(error length)` (nothing changed then).
+///
+/// # Safety
+/// `items_ptr` must point to `items_len` readable, 4-byte aligned `u32`s.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ugr_set_available(
+    handle: u32,
+    items_ptr: *const u32,
+    items_len: usize,
+    available: u32,
+) -> i32 {
+    // SAFETY: forwarded from the caller.
+    let items = unsafe { ids(items_ptr, items_len) };
+    match SESSION.with(|s| s.borrow().set_available(handle, items, available != 0)) {
+        Ok(n) => n.min(i32::MAX as u32) as i32,
+        Err(e) => publish(Err(e)),
+    }
 }
 
 /// The item ids of a model's catalog (JSON array).
@@ -155,6 +230,43 @@ mod tests {
             assert!(ugr_open(std::ptr::null(), 0) < 0);
             assert!(ugr_recommend(1, std::ptr::null(), 0, 10, 20, 0) < 0);
             ugr_free(std::ptr::null_mut(), 0);
+        }
+        // SAFETY: null and zero lengths are accepted.
+        unsafe {
+            let len = ugr_recommend_rules(
+                7,
+                std::ptr::null(),
+                0,
+                10,
+                20,
+                0,
+                1,
+                std::ptr::null(),
+                0,
+                std::ptr::null(),
+                0,
+                std::ptr::null(),
+                0,
+            );
+            assert!(output(len).contains("no open model"));
+            assert!(ugr_set_available(7, std::ptr::null(), 0, 0) < 0);
+            let bad = [0xffu8, 0xfe];
+            let len = ugr_recommend_rules(
+                7,
+                std::ptr::null(),
+                0,
+                10,
+                20,
+                0,
+                0,
+                std::ptr::null(),
+                0,
+                std::ptr::null(),
+                0,
+                bad.as_ptr(),
+                2,
+            );
+            assert!(output(len).contains("UTF-8"));
         }
         assert!(ugr_alloc(0).is_null());
         assert!(ugr_items(3) < 0);

@@ -9,7 +9,18 @@ pub mod exports;
 
 use std::fmt::Write as _;
 
-use ugr_core::{BackendChoice, Engine, ItemId, SearchOptions};
+use ugr_core::{BackendChoice, Constraints, Engine, ItemId, SearchOptions, Sid};
+
+/// One request's business rules as the exports receive them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Rules<'a> {
+    /// Only these items (`None`: every item).
+    pub allow: Option<&'a [u32]>,
+    /// Never these items.
+    pub deny: &'a [u32],
+    /// SID prefixes such as `<a_3>` or `<a_3><b_12>`, separated by spaces or commas.
+    pub prefixes: &'a str,
+}
 
 /// Opened engines by handle (handle `h` is slot `h - 1`; 0 is never a handle).
 #[derive(Default)]
@@ -49,7 +60,44 @@ impl Session {
         beam: u32,
         exclude: bool,
     ) -> Result<String, String> {
+        self.recommend_with(handle, history, k, beam, exclude, &Rules::default())
+    }
+
+    /// Marks `items` available or not (one batch, checked whole); returns how many changed.
+    pub fn set_available(&self, handle: u32, items: &[u32], available: bool) -> Result<u32, String> {
+        let changes: Vec<(ItemId, bool)> = items.iter().map(|&i| (ItemId::new(i), available)).collect();
+        let n = self
+            .engine(handle)?
+            .update_availability(&changes)
+            .map_err(|e| e.to_string())?;
+        Ok(n as u32)
+    }
+
+    /// Recommendations under business rules (see [`Rules`]), as JSON.
+    pub fn recommend_with(
+        &self,
+        handle: u32,
+        history: &[u32],
+        k: u32,
+        beam: u32,
+        exclude: bool,
+        rules: &Rules<'_>,
+    ) -> Result<String, String> {
         let engine = self.engine(handle)?;
+        let ids = |v: &[u32]| v.iter().map(|&i| ItemId::new(i)).collect::<Vec<_>>();
+        let allow = rules.allow.map(ids);
+        let deny = ids(rules.deny);
+        let prefixes = rules
+            .prefixes
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|t| !t.is_empty())
+            .map(|t| Sid::parse(t).map_err(|e| format!("prefix {t:?}: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let constraints = Constraints {
+            allow: allow.as_deref(),
+            deny: &deny,
+            prefixes: &prefixes,
+        };
         let history: Vec<ItemId> = history.iter().map(|&i| ItemId::new(i)).collect();
         let opts = SearchOptions {
             beam: beam as usize,
@@ -57,7 +105,9 @@ impl Session {
             exclude_history: exclude,
             ..SearchOptions::default()
         };
-        let recs = engine.recommend(&history, &opts).map_err(|e| e.to_string())?;
+        let recs = engine
+            .recommend_with(&history, &constraints, &opts)
+            .map_err(|e| e.to_string())?;
         let mut out = String::from("{\"items\":[");
         for (i, r) in recs.items.iter().enumerate() {
             let sep = if i == 0 { "" } else { "," };
@@ -119,6 +169,74 @@ mod tests {
         );
         assert!(json.ends_with("],\"backend\":\"native\"}"), "{json}");
         assert_eq!(json.matches("\"item\":").count(), 10);
+    }
+
+    #[test]
+    fn rules_and_availability() {
+        let mut s = Session::default();
+        let h = s.open(&tiny()).unwrap();
+        let first = |json: &str| {
+            json[json.find("\"item\":").unwrap() + 7..]
+                .split(',')
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        let plain = s.recommend(h, &[1, 2, 3], 10, 20, false).unwrap();
+        let top: u32 = first(&plain).parse().unwrap();
+        let rules = Rules {
+            deny: &[top],
+            ..Rules::default()
+        };
+        let denied = s.recommend_with(h, &[1, 2, 3], 10, 20, false, &rules).unwrap();
+        assert!(!denied.contains(&format!("\"item\":{top},")), "{denied}");
+        assert_eq!(denied.matches("\"item\":").count(), 10);
+        // Unavailable gives the same answer as denied, until it is available again.
+        assert_eq!(s.set_available(h, &[top], false).unwrap(), 1);
+        assert_eq!(s.recommend(h, &[1, 2, 3], 10, 20, false).unwrap(), denied);
+        assert!(
+            s.set_available(h, &[top, 4_000_000], true)
+                .unwrap_err()
+                .contains("not in the catalog")
+        );
+        assert_eq!(s.set_available(h, &[top], true).unwrap(), 1);
+        assert_eq!(s.recommend(h, &[1, 2, 3], 10, 20, false).unwrap(), plain);
+        let allow = [40, 41];
+        let two = s
+            .recommend_with(
+                h,
+                &[1],
+                10,
+                20,
+                false,
+                &Rules {
+                    allow: Some(&allow),
+                    ..Rules::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(two.matches("\"item\":").count(), 2);
+        let one_prefix = Rules {
+            prefixes: "<a_1>, <a_2><b_0>",
+            ..Rules::default()
+        };
+        assert!(s.recommend_with(h, &[1], 3, 20, false, &one_prefix).is_ok());
+        for bad in [
+            Rules {
+                prefixes: "<a_1",
+                ..Rules::default()
+            },
+            Rules {
+                allow: Some(&[]),
+                ..Rules::default()
+            },
+            Rules {
+                deny: &[4_000_000],
+                ..Rules::default()
+            },
+        ] {
+            assert!(s.recommend_with(h, &[1], 3, 20, false, &bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -22,6 +22,20 @@ pub(crate) struct RecommendArgs {
     /// Never recommend an item of the history.
     #[arg(long)]
     pub(crate) exclude_history: bool,
+    /// Only recommend items listed in FILE (item ids separated by whitespace or newlines).
+    /// Enforced inside the search: K allowed items come back whenever the catalog has them.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) allow: Option<PathBuf>,
+    /// Never recommend the items listed in FILE (ids separated by whitespace or newlines).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) deny: Option<PathBuf>,
+    /// Only recommend items whose SID starts with this prefix, e.g. '<a_3>' or '<a_3><b_12>'
+    /// (repeatable: any of them).
+    #[arg(long = "prefix", value_name = "SID_PREFIX")]
+    pub(crate) prefixes: Vec<String>,
+    /// Mark the items listed in FILE unavailable (out of stock) on the engine before serving.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) unavailable: Option<PathBuf>,
     /// Beam pruning: off, fixed:<nats>, or adaptive:<min>:<max>.
     #[arg(long, default_value = "off")]
     pub(crate) prune: String,
@@ -44,16 +58,29 @@ pub(crate) fn run(a: &RecommendArgs) -> Result<()> {
             a.model.display()
         )
     })?;
-    let history = a
-        .history
-        .split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|t| !t.is_empty())
-        .map(|t| {
-            t.parse::<u32>()
-                .map(ugr_core::ItemId::new)
-                .with_context(|| format!("history item {t:?}"))
+    let history = parse_ids(&a.history, "history item")?;
+    let allow = a.allow.as_deref().map(read_ids).transpose()?;
+    let deny = a.deny.as_deref().map(read_ids).transpose()?.unwrap_or_default();
+    let prefixes = a
+        .prefixes
+        .iter()
+        .map(|p| {
+            ugr_core::Sid::parse(p)
+                .with_context(|| format!("--prefix {p:?}: expected SID tokens such as '<a_3><b_12>'"))
         })
         .collect::<Result<Vec<_>>>()?;
+    if let Some(path) = &a.unavailable {
+        let changes: Vec<(ugr_core::ItemId, bool)> =
+            read_ids(path)?.into_iter().map(|i| (i, false)).collect();
+        engine
+            .update_availability(&changes)
+            .with_context(|| format!("--unavailable {}", path.display()))?;
+    }
+    let constraints = ugr_core::Constraints {
+        allow: allow.as_deref(),
+        deny: &deny,
+        prefixes: &prefixes,
+    };
     let opts = ugr_core::SearchOptions {
         beam: a.beam,
         top_k: a.k,
@@ -62,7 +89,7 @@ pub(crate) fn run(a: &RecommendArgs) -> Result<()> {
         min_confidence: a.min_confidence,
         ..ugr_core::SearchOptions::default()
     };
-    let recs = engine.recommend(&history, &opts)?;
+    let recs = engine.recommend_with(&history, &constraints, &opts)?;
     if a.json {
         let items: Vec<serde_json::Value> = recs
             .items
@@ -104,4 +131,22 @@ pub(crate) fn run(a: &RecommendArgs) -> Result<()> {
     }
     println!("(backend: {})", engine.backend().name());
     Ok(())
+}
+
+/// Item ids separated by whitespace or commas.
+fn parse_ids(text: &str, what: &str) -> Result<Vec<ugr_core::ItemId>> {
+    text.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse::<u32>()
+                .map(ugr_core::ItemId::new)
+                .with_context(|| format!("{what} {t:?} is not an item id"))
+        })
+        .collect()
+}
+
+/// The item ids listed in a file (separated by whitespace, newlines or commas).
+fn read_ids(path: &std::path::Path) -> Result<Vec<ugr_core::ItemId>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    parse_ids(&text, &format!("{}: item", path.display()))
 }
