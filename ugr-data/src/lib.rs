@@ -106,7 +106,7 @@ pub struct LoadOptions {
     #[cfg_attr(feature = "clap", arg(long))]
     pub index: Option<PathBuf>,
     /// Split protocol for an interactions CSV.
-    #[cfg_attr(feature = "clap", arg(long = "split-protocol", value_name = "SPLIT_PROTOCOL", value_enum, default_value_t = SplitProtocol::Loo))]
+    #[cfg_attr(feature = "clap", arg(long = "split-protocol", id = "split_protocol", value_name = "SPLIT_PROTOCOL", value_enum, default_value_t = SplitProtocol::Loo))]
     pub split: SplitProtocol,
 }
 

@@ -61,7 +61,14 @@ impl Baselines {
     /// The transition list for a history, backed off to popularity (20 distinct items);
     /// with `exclude_history`, items of the history are skipped (as the search's option).
     pub fn transitions(&self, history: &[ItemId], exclude_history: bool) -> Vec<ItemId> {
-        let keep = |i: &ItemId| allowed(history, exclude_history, *i);
+        self.transitions_where(history, |i| allowed(history, exclude_history, i))
+    }
+
+    /// The transition list restricted to the items `keep` allows (a business rule, history
+    /// exclusion): the allowed items among the last item's followers, then the allowed
+    /// popular items (20 distinct items when the catalog has them).
+    pub fn transitions_where(&self, history: &[ItemId], keep: impl Fn(ItemId) -> bool) -> Vec<ItemId> {
+        let keep = |i: &ItemId| keep(*i);
         let mut out: Vec<ItemId> = history
             .last()
             .and_then(|a| self.transitions.get(a))

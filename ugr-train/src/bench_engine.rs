@@ -10,6 +10,9 @@
 //!    search evaluated) against this machine's measured single-thread f32 matmul peak.
 //! 3. **Pruning curve**: margin vs model rows vs NDCG@10 on a split, for fixed and
 //!    adaptive difficulty-aware pruning (UGR-METHOD section 4).
+//! 4. **Business rules** (`--rules`): latency of constrained requests (denylists, a category
+//!    rule, items marked unavailable) against unconstrained ones, interleaved in one thread
+//!    so that the machine's drift hits every configuration alike ([`rule_latency`]).
 //!
 //! Figures are measured on the machine it runs on; nothing here is asserted.
 
@@ -19,7 +22,9 @@ use std::time::Instant;
 use anyhow::Result;
 use ugr_core::Engine;
 use ugr_core::contract::{HistoryPositions, ModelContract};
-use ugr_core::{BeamSearch, Catalog, ItemId, Pruning, SearchOptions, Sid, SidModel, Step};
+use ugr_core::{
+    Availability, BeamSearch, Catalog, ItemId, Pruning, Request, SearchOptions, Sid, SidModel, Step,
+};
 
 use crate::data::Example;
 use crate::eval;
@@ -173,6 +178,75 @@ pub fn latency<M: SidModel + Sync>(
         model_share: in_model / busy.max(1e-12),
         model_rows: rows as f64 / histories.len().max(1) as f64,
     })
+}
+
+/// One configuration of [`rule_latency`]: a name, the requests (a history with its rules
+/// each) and the items marked unavailable.
+pub struct RuleConfig<'a> {
+    /// Shown as the row's backend column.
+    pub name: String,
+    /// The requests, served one per call.
+    pub requests: Vec<Request<'a>>,
+    /// Catalog availability during the run (`None`: every item available).
+    pub live: Option<Availability>,
+}
+
+/// Latency of each configuration, one request per call on one thread, the configurations
+/// interleaved in `rounds` rounds (each round serves a slice of every configuration's
+/// requests in turn) so that the machine's drift hits them alike.
+pub fn rule_latency<M: SidModel>(
+    catalog: &Catalog,
+    model: &M,
+    configs: &[RuleConfig<'_>],
+    rounds: usize,
+    opts: &SearchOptions,
+) -> Result<Vec<LatencyRow>> {
+    let rounds = rounds.max(1);
+    let model = Timed::new(model);
+    let mut lat: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
+    let mut rows = vec![0u64; configs.len()];
+    let mut in_model = vec![0f64; configs.len()];
+    let mut cache = model.new_cache();
+    let mut out = Vec::new();
+    for round in 0..rounds {
+        for (c, config) in configs.iter().enumerate() {
+            let per = config.requests.len().div_ceil(rounds);
+            let slice = config.requests.chunks(per.max(1)).nth(round).unwrap_or(&[]);
+            let mut search = BeamSearch::new(catalog).with_availability(config.live.as_ref());
+            let before = model.seconds();
+            for request in slice {
+                let t = Instant::now();
+                search.run_requests_with_cache(
+                    &model,
+                    &mut cache,
+                    std::slice::from_ref(request),
+                    opts,
+                    &mut out,
+                )?;
+                lat[c].push(t.elapsed().as_secs_f64() * 1e3);
+                rows[c] += u64::from(out[0].stats.model_rows);
+            }
+            in_model[c] += model.seconds() - before;
+        }
+    }
+    Ok(configs
+        .iter()
+        .enumerate()
+        .map(|(c, config)| {
+            let l = &mut lat[c];
+            l.sort_by(f64::total_cmp);
+            let busy: f64 = l.iter().sum::<f64>() * 1e-3;
+            LatencyRow {
+                backend: config.name.clone(),
+                threads: 1,
+                p50_ms: percentile(l, 0.5),
+                p99_ms: percentile(l, 0.99),
+                requests_per_s: l.len() as f64 / busy.max(1e-12),
+                model_share: in_model[c] / busy.max(1e-12),
+                model_rows: rows[c] as f64 / l.len().max(1) as f64,
+            }
+        })
+        .collect())
 }
 
 /// Floating-point operations (2 per multiply-add) of one request, counted from the contract:

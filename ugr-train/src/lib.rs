@@ -14,12 +14,14 @@
 //! | [`baselines`] | popularity and last-item-transition baselines |
 //! | [`bench`](mod@bench) | `ugr bench train`: throughput tables |
 //! | [`bench_engine`] | `ugr bench engine`: latency, FLOPs and the pruning curve of an exported model |
+//! | [`rules`] | `ugr bench rules`: business rules inside the search against post-filtering, the oracle and the floor; availability changes per second |
 //! | `ort_backend` | feature `ort`: onnxruntime behind `SidModel`, for the benchmark |
 //! | [`export`] | ONNX graphs, the model contract and the artifact (`ugr export`) |
 //!
 //! The modules form a layered graph without cycles: `data` < `files` < `model` < `args` <
 //! `run` < `eval` < `curves` < `plot` < `train` < `export`, `bench*`; a module imports only
-//! modules to its left (`sid`, `baselines` and `ort_backend` only `data` or nothing).
+//! modules to its left (`sid`, `baselines` and `ort_backend` only `data` or nothing; `rules`
+//! only `data` and `baselines`).
 
 pub mod args;
 pub mod baselines;
@@ -34,6 +36,7 @@ pub mod model;
 #[cfg(feature = "ort")]
 pub mod ort_backend;
 pub mod plot;
+pub mod rules;
 pub mod run;
 pub mod sid;
 pub mod train;

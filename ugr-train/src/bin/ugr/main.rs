@@ -89,3 +89,14 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Plot(c) => plot::run(c),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// clap's own consistency checks over every command and argument (unique ids, valid
+    /// defaults): a clash otherwise shows only as a panic when that command is run.
+    #[test]
+    fn every_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

@@ -20,6 +20,10 @@ pub(crate) enum BenchCommand {
     /// One engine, N threads, many requests: requests/s, resident memory from start to end,
     /// and answers compared with a single-thread reference.
     Soak(BenchSoakArgs),
+    /// Business rules inside the search against post-filtering the unconstrained list, the
+    /// exhaustive oracle and the transition floor (denylists of 10-90% of the items, a
+    /// category rule); availability changes per second on a large synthetic catalog.
+    Rules(super::bench_rules::BenchRulesArgs),
     /// Training and evaluation throughput at the default model size, item vs token history positions.
     Train {
         #[command(flatten)]
@@ -64,6 +68,11 @@ pub(crate) struct BenchEngineArgs {
     /// `ort` feature; e.g. onnxruntime/capi/libonnxruntime.so.* from the PyPI wheel).
     #[arg(long)]
     pub(crate) ort_dylib: Option<PathBuf>,
+    /// Adds latency rows for requests under business rules (a 10-item denylist, 50% of the
+    /// items denied, a category rule, 50% marked unavailable) against the same requests
+    /// without, interleaved on one thread (native backend).
+    #[arg(long)]
+    pub(crate) rules: bool,
 }
 
 #[derive(Args)]
@@ -101,6 +110,7 @@ pub(crate) fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Engine(a) => bench_engine(&a),
         BenchCommand::Soak(a) => bench_soak(&a),
+        BenchCommand::Rules(a) => super::bench_rules::run(&a),
         BenchCommand::Train {
             data,
             steps,
@@ -217,6 +227,16 @@ pub(crate) fn bench_engine(a: &BenchEngineArgs) -> Result<()> {
             }
         }
         Err(e) => println!("{:<34} not run: {e}", "native"),
+    }
+    if a.rules {
+        let native = ugr_core::Engine::from_bytes_with(&bytes, ugr_core::BackendChoice::Native)?;
+        println!("business rules, one thread, the configurations interleaved (p50 against `rules: none`):");
+        let table = super::bench_rules::rule_latency(&native, &requests, &all, &opts)?;
+        for r in &table {
+            print(r);
+            println!("{:<34} p50 {:.3}x", "", r.p50_ms / table[0].p50_ms);
+        }
+        rows.extend(table);
     }
     let tract_engine = ugr_core::Engine::from_bytes_with(&bytes, ugr_core::BackendChoice::Tract)?;
     let tract = tract_engine.model();

@@ -2,6 +2,7 @@
 //! commands share: the dataset arguments, pruning specs and the backend choice.
 
 pub(crate) mod bench;
+pub(crate) mod bench_rules;
 pub(crate) mod compare;
 pub(crate) mod data;
 pub(crate) mod eval;
