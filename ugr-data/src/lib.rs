@@ -108,6 +108,13 @@ pub struct LoadOptions {
     /// Split protocol for an interactions CSV.
     #[cfg_attr(feature = "clap", arg(long = "split-protocol", id = "split_protocol", value_name = "SPLIT_PROTOCOL", value_enum, default_value_t = SplitProtocol::Loo))]
     pub split: SplitProtocol,
+    /// Leave this fraction of the items out, as the new items of a cold-start study: drawn
+    /// with a fixed seed ([`cold_items`]), removed from the catalog, from every training
+    /// sequence and from the valid and test histories; rows whose target is one of them are
+    /// dropped. 0 keeps every item.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 0.0, value_name = "FRACTION"))]
+    #[serde(default)]
+    pub cold_items: f64,
 }
 
 impl Default for LoadOptions {
@@ -117,6 +124,7 @@ impl Default for LoadOptions {
             skip_unknown: false,
             index: None,
             split: SplitProtocol::Loo,
+            cold_items: 0.0,
         }
     }
 }
@@ -271,6 +279,36 @@ impl UnknownItems {
 /// `builtin:synthetic` generates the built-in synthetic dataset instead (with its own SIDs,
 /// or those of `opts.index`, e.g. from `ugr sid build --interactions builtin:synthetic`).
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
+    let ds = load_all(path, opts)?;
+    if opts.cold_items == 0.0 {
+        return Ok(ds);
+    }
+    if !(0.0..1.0).contains(&opts.cold_items) {
+        return Err(DataError::Format {
+            path: path.to_owned(),
+            reason: format!("--cold-items {} must be in [0, 1)", opts.cold_items),
+        });
+    }
+    let cold = cold_items(&ds.catalog, opts.cold_items);
+    ds.without_items(&cold).map_err(|e| DataError::Format {
+        path: path.to_owned(),
+        reason: format!("--cold-items: {e}"),
+    })
+}
+
+/// The items a cold-start study leaves out: `fraction` of the catalog's items, drawn by a
+/// fixed seed, so that every command (training, evaluation, `ugr catalog`) names the same ones.
+pub fn cold_items(catalog: &Catalog, fraction: f64) -> Vec<ItemId> {
+    use rand::SeedableRng;
+    use rand::seq::SliceRandom;
+    let mut items = catalog.item_ids().to_vec();
+    items.shuffle(&mut rand::rngs::StdRng::seed_from_u64(0xc01d_57a7));
+    items.truncate((items.len() as f64 * fraction).round() as usize);
+    items.sort_unstable();
+    items
+}
+
+fn load_all(path: &Path, opts: &LoadOptions) -> Result<Dataset, DataError> {
     if path == Path::new(synthetic::BUILTIN) {
         let spec = synthetic::SyntheticSpec::default();
         return match &opts.index {
@@ -368,6 +406,50 @@ fn length_stats(lengths: impl Iterator<Item = usize>) -> String {
 }
 
 impl Dataset {
+    /// The dataset without `items` (sorted): removed from the catalog (same SIDs and
+    /// popularity for the others), from the training sequences (a sequence left with fewer
+    /// than two items is dropped) and from the valid and test histories; rows whose target
+    /// is one of them are dropped.
+    pub fn without_items(mut self, items: &[ItemId]) -> Result<Dataset, ugr_core::Error> {
+        let gone = |i: &ItemId| items.binary_search(i).is_ok();
+        let mut b = ugr_core::CatalogBuilder::new(*self.catalog.vocab());
+        for &i in self.catalog.item_ids() {
+            if !gone(&i) {
+                b.push_with_popularity(i, self.catalog.sid_of(i)?, self.catalog.popularity(i)?)?;
+            }
+        }
+        self.catalog = b.build()?;
+        self.train = self
+            .train
+            .into_iter()
+            .filter_map(|s| {
+                let first_target = s.items[..s.first_target.min(s.items.len())]
+                    .iter()
+                    .filter(|i| !gone(i))
+                    .count();
+                let kept: Vec<ItemId> = s.items.into_iter().filter(|i| !gone(i)).collect();
+                (kept.len() >= 2).then(|| TrainSequence {
+                    user: s.user,
+                    first_target: first_target.max(1),
+                    items: kept,
+                })
+            })
+            .collect();
+        let rows = |rows: Vec<Example>| -> Vec<Example> {
+            rows.into_iter()
+                .filter(|e| !gone(&e.target))
+                .map(|e| Example {
+                    history: e.history.into_iter().filter(|i| !gone(i)).collect(),
+                    ..e
+                })
+                .collect()
+        };
+        self.valid = rows(self.valid);
+        self.test = rows(self.test);
+        self.titles.retain(|i, _| !gone(i));
+        Ok(self)
+    }
+
     /// The rows of a split (training sequences expand to one row per target, history truncated).
     pub fn examples(&self, split: Split, max_history: usize) -> Vec<Example> {
         match split {

@@ -208,3 +208,48 @@ fn unknown_directory_layout_is_reported() {
     assert!(matches!(e, DataError::Format { .. }), "{e}");
     assert!(data::load(Path::new("/definitely/not/here"), &LoadOptions::default()).is_err());
 }
+
+/// `--cold-items`: the same items every time, gone from the catalog, the training sequences,
+/// the histories and the targets; every other item keeps its SID.
+#[test]
+fn cold_items_are_left_out_everywhere() {
+    let opts = LoadOptions::default();
+    let full = ugr_data::load(Path::new(ugr_data::synthetic::BUILTIN), &opts).unwrap();
+    let cold = ugr_data::cold_items(&full.catalog, 0.05);
+    assert_eq!(cold.len(), (full.catalog.len() as f64 * 0.05).round() as usize);
+    assert_eq!(
+        cold,
+        ugr_data::cold_items(&full.catalog, 0.05),
+        "the draw is fixed"
+    );
+    let ds = ugr_data::load(
+        Path::new(ugr_data::synthetic::BUILTIN),
+        &LoadOptions {
+            cold_items: 0.05,
+            ..opts
+        },
+    )
+    .unwrap();
+    assert_eq!(ds.catalog.len(), full.catalog.len() - cold.len());
+    let is_cold = |i: &ugr_core::ItemId| cold.binary_search(i).is_ok();
+    assert!(ds.catalog.item_ids().iter().all(|i| !is_cold(i)));
+    for &i in ds.catalog.item_ids() {
+        assert_eq!(ds.catalog.sid_of(i).unwrap(), full.catalog.sid_of(i).unwrap());
+    }
+    assert!(
+        ds.train
+            .iter()
+            .all(|s| s.items.iter().all(|i| !is_cold(i)) && s.first_target >= 1)
+    );
+    for e in ds.valid.iter().chain(&ds.test) {
+        assert!(!is_cold(&e.target) && e.history.iter().all(|i| !is_cold(i)));
+    }
+    let dropped = full.test.iter().filter(|e| is_cold(&e.target)).count();
+    assert!(dropped > 0);
+    assert_eq!(ds.test.len(), full.test.len() - dropped);
+    let bad = LoadOptions {
+        cold_items: 1.5,
+        ..LoadOptions::default()
+    };
+    assert!(ugr_data::load(Path::new(ugr_data::synthetic::BUILTIN), &bad).is_err());
+}
