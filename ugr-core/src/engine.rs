@@ -17,6 +17,7 @@ use crate::contract::ModelContract;
 use crate::native::{NativeCache, NativeError, NativeModel};
 #[cfg(feature = "onnx")]
 use crate::onnx::{OnnxError, TractCache, TractModel};
+use crate::served::{ItemMap, ServedModel};
 use crate::sync::Lock;
 use crate::{
     Availability, BeamSearch, Bundle, Calibration, Catalog, Constraints, Error, ItemId, ModelSection,
@@ -267,18 +268,81 @@ impl SidModel for EngineModel {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Engine {
-    catalog: Arc<Catalog>,
+    /// The model, on its own SID table (`model_catalog`).
     model: EngineModel,
+    model_catalog: Arc<Catalog>,
+    /// Checksum of the model section without its SID table: what a replacement catalog's
+    /// artifact must carry.
+    model_fingerprint: u32,
     calibration: Option<Calibration>,
-    titles: Option<Vec<String>>,
-    /// Which items are available now (every item when the engine opens).
+    /// The catalog served now; replaced whole by [`Engine::replace_catalog`].
+    served: Lock<Arc<ServedCatalog>>,
+}
+
+/// One catalog as an engine serves it: the items, their titles, the map to the model's item
+/// head and the live availability. Requests in flight keep the one they started with.
+#[derive(Debug)]
+pub struct ServedCatalog {
+    catalog: Arc<Catalog>,
+    titles: Option<Arc<Vec<String>>>,
+    map: ItemMap,
     live: Lock<Availability>,
+}
+
+impl ServedCatalog {
+    fn new(catalog: Arc<Catalog>, titles: Option<Vec<String>>, model: &Catalog) -> Result<ServedCatalog> {
+        if titles.as_ref().is_some_and(|t| t.len() != catalog.len()) {
+            return Err(Error::Corrupt("titles do not match the catalog"));
+        }
+        if catalog.vocab() != model.vocab() {
+            return Err(Error::InvalidOption {
+                name: "catalog",
+                reason: "its SID codebooks differ from the model's",
+            });
+        }
+        Ok(ServedCatalog {
+            map: ItemMap::new(model, &catalog),
+            live: Lock::new(Availability::new(&catalog)),
+            titles: titles.map(Arc::new),
+            catalog,
+        })
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// The item's title, when the catalog has titles.
+    pub fn title(&self, item: ItemId) -> Option<&str> {
+        let titles = self.titles.as_ref()?;
+        titles
+            .get(self.catalog.position(item)?)
+            .map(String::as_str)
+            .filter(|t| !t.is_empty())
+    }
+
+    /// Every title (parallel to [`Catalog::item_ids`]), when the catalog has titles.
+    pub fn titles(&self) -> Option<&Arc<Vec<String>>> {
+        self.titles.as_ref()
+    }
+
+    /// SIDs of this catalog that the model's item head has no row for (items added after training).
+    pub fn new_sids(&self) -> usize {
+        self.map.new_sids()
+    }
+
+    /// How this catalog's SIDs map to the model's item head (wrap the engine's model in a
+    /// [`ServedModel`] with it to search this catalog outside the engine).
+    pub fn map(&self) -> &ItemMap {
+        &self.map
+    }
 }
 
 impl core::fmt::Debug for Engine {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Engine")
-            .field("items", &self.catalog.len())
+            .field("items", &self.catalog().len())
             .field("model", &self.model)
             .finish_non_exhaustive()
     }
@@ -331,21 +395,92 @@ impl Engine {
             .model
             .as_ref()
             .ok_or(Error::Corrupt("the artifact has no model"))?;
-        let catalog = Arc::new(bundle.catalog.clone());
-        let model = EngineModel::open(section, Arc::clone(&catalog), choice)
+        let served = Arc::new(bundle.catalog.clone());
+        let model_catalog = crate::served::model_catalog(section, &served)?;
+        let model = EngineModel::open(section, Arc::clone(&model_catalog), choice)
             .map_err(|e| Error::Model(Box::new(e)))?;
+        let served = ServedCatalog::new(served, bundle.titles, &model_catalog)?;
         Ok(Engine {
-            live: Lock::new(Availability::new(&catalog)),
-            catalog,
             model,
+            model_fingerprint: model_fingerprint(section),
+            model_catalog,
             calibration: bundle.calibration,
-            titles: bundle.titles,
+            served: Lock::new(Arc::new(served)),
         })
     }
 
-    /// The catalog.
-    pub fn catalog(&self) -> &Catalog {
-        &self.catalog
+    /// The catalog served now (a snapshot: a later [`replace_catalog`](Engine::replace_catalog)
+    /// does not change it).
+    pub fn catalog(&self) -> Arc<Catalog> {
+        Arc::clone(&self.served.read().catalog)
+    }
+
+    /// The catalog served now with its titles, item map and availability (a snapshot).
+    pub fn served(&self) -> Arc<ServedCatalog> {
+        Arc::clone(&self.served.read())
+    }
+
+    /// The catalog the model was trained with (its SID table: one item per SID when the
+    /// artifact serves another catalog).
+    pub fn model_catalog(&self) -> &Catalog {
+        &self.model_catalog
+    }
+
+    /// Replaces the served catalog (items removed, items added with any SID of the model's
+    /// codebooks) without touching the model: requests in flight finish on the old catalog,
+    /// later ones use the new one. Items unavailable now stay unavailable when the new
+    /// catalog holds them. `titles`, when given, has one entry per item of `catalog`
+    /// (in [`Catalog::item_ids`] order). See [`crate::served`] for what an item the model
+    /// never saw scores.
+    pub fn replace_catalog(&self, catalog: Catalog, titles: Option<Vec<String>>) -> Result<()> {
+        let next = ServedCatalog::new(Arc::new(catalog), titles, &self.model_catalog)?;
+        let mut current = self.served.write();
+        {
+            let old = current.live.read();
+            let mut live = next.live.write();
+            if old.unavailable_count() > 0 {
+                for &item in current.catalog.item_ids() {
+                    if !old.is_available(&current.catalog, item)? && next.catalog.position(item).is_some() {
+                        live.set(&next.catalog, item, false)?;
+                    }
+                }
+            }
+        }
+        *current = Arc::new(next);
+        Ok(())
+    }
+
+    /// [`replace_catalog_from`](Engine::replace_catalog_from) with the artifact file at
+    /// `path` (read as [`open`](Engine::open) reads one).
+    #[cfg(feature = "std")]
+    pub fn replace_catalog_from_path(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
+        let bytes = read_artifact_file(path.as_ref(), Self::MAX_ARTIFACT_BYTES)?;
+        self.replace_catalog_from(Bundle::from_bytes(&bytes)?)
+    }
+
+    /// Replaces the served catalog with that of `bundle`, an artifact of the same model
+    /// (written by `ugr catalog` from this engine's artifact, or this artifact itself): its
+    /// catalog and titles, as [`replace_catalog`](Engine::replace_catalog) does. An artifact
+    /// of another model (other weights, graphs or SID table) is refused.
+    pub fn replace_catalog_from(&self, bundle: Bundle) -> Result<()> {
+        let section = bundle
+            .model
+            .as_ref()
+            .ok_or(Error::Corrupt("the artifact has no model"))?;
+        let served = Arc::new(bundle.catalog);
+        let model_catalog = crate::served::model_catalog(section, &served)?;
+        let same_sids = model_catalog.sid_count() == self.model_catalog.sid_count()
+            && (0..model_catalog.sid_count() as u32)
+                .all(|s| model_catalog.sid(s) == self.model_catalog.sid(s));
+        if model_fingerprint(section) != self.model_fingerprint || !same_sids {
+            return Err(Error::InvalidOption {
+                name: "catalog",
+                reason: "the artifact holds another model than the engine's",
+            });
+        }
+        drop(model_catalog);
+        let catalog = Arc::try_unwrap(served).unwrap_or_else(|c| (*c).clone());
+        self.replace_catalog(catalog, bundle.titles)
     }
 
     /// Whether the artifact carries a calibration map for the confidence.
@@ -353,9 +488,9 @@ impl Engine {
         self.calibration.is_some()
     }
 
-    /// Whether the artifact carries item titles.
+    /// Whether the served catalog carries item titles.
     pub fn has_titles(&self) -> bool {
-        self.titles.is_some()
+        self.served.read().titles.is_some()
     }
 
     /// The model (its contract; a [`SidModel`] of its own).
@@ -368,13 +503,9 @@ impl Engine {
         self.model.backend()
     }
 
-    /// The item's title, when the artifact has titles.
-    pub fn title(&self, item: ItemId) -> Option<&str> {
-        let titles = self.titles.as_ref()?;
-        titles
-            .get(self.catalog.position(item)?)
-            .map(String::as_str)
-            .filter(|t| !t.is_empty())
+    /// The item's title, when the served catalog has titles.
+    pub fn title(&self, item: ItemId) -> Option<String> {
+        self.served().title(item).map(String::from)
     }
 
     /// Prepares for requests at this beam width: tract builds concretised plans for that row
@@ -436,12 +567,22 @@ impl Engine {
         requests: &[Request<'_>],
         opts: &SearchOptions,
     ) -> Result<Vec<Recommendations>> {
-        let live = self.live.read();
+        let served = self.served();
+        let live = served.live.read();
         let live = (live.unavailable_count() > 0).then_some(&*live);
-        let mut search = BeamSearch::new(&self.catalog)
+        let mut search = BeamSearch::new(&served.catalog)
             .with_calibration(self.calibration.as_ref())
             .with_availability(live);
-        search.run_requests(&self.model, requests, &self.options(opts))
+        let opts = self.options(opts);
+        if served.map.is_identity() {
+            search.run_requests(&self.model, requests, &opts)
+        } else {
+            let model = ServedModel {
+                model: &self.model,
+                map: &served.map,
+            };
+            search.run_requests(&model, requests, &opts)
+        }
     }
 
     /// Marks items available (`true`) or unavailable (`false`), in order, as one batch: the
@@ -449,23 +590,46 @@ impl Engine {
     /// state. Every item is checked first: an unknown one is [`Error::UnknownItem`] and
     /// nothing changes. O(levels) per change; no reopen, no copy of the catalog.
     pub fn update_availability(&self, changes: &[(ItemId, bool)]) -> Result<usize> {
-        self.live.write().apply(&self.catalog, changes)
+        // The served catalog stays locked for reading so that a catalog replacement cannot
+        // slip in between and drop the change.
+        let served = self.served.read();
+        let mut live = served.live.write();
+        live.apply(&served.catalog, changes)
     }
 
     /// Whether `item` is available now.
     pub fn is_available(&self, item: ItemId) -> Result<bool> {
-        self.live.read().is_available(&self.catalog, item)
+        let served = self.served();
+        let live = served.live.read();
+        live.is_available(&served.catalog, item)
     }
 
     /// Items marked unavailable now.
     pub fn unavailable_count(&self) -> usize {
-        self.live.read().unavailable_count()
+        self.served().live.read().unavailable_count()
     }
 
     /// Marks every item available again.
     pub fn reset_availability(&self) {
-        self.live.write().reset();
+        self.served.read().live.write().reset();
     }
+}
+
+/// CRC-32 of the model section without its SID table: equal for two artifacts of one model.
+fn model_fingerprint(section: &ModelSection) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(section.config_json.as_bytes());
+    for blob in section
+        .graphs
+        .iter()
+        .filter(|b| b.name != crate::served::MODEL_SIDS_BLOB)
+    {
+        h.update(&(blob.name.len() as u64).to_le_bytes());
+        h.update(blob.name.as_bytes());
+        h.update(&(blob.bytes.len() as u64).to_le_bytes());
+        h.update(&blob.bytes);
+    }
+    h.finalize()
 }
 
 /// Reads a regular file of at most `limit` bytes: opened without blocking (Unix), then

@@ -20,6 +20,7 @@
 //! | [`search`] | the one beam search: exact constraint, request rules (allow, deny, prefixes), pruning, confidence |
 //! | [`confidence`] | confidence fields, calibration maps |
 //! | [`artifact`], [`contract`] | the versioned, checksummed model bundle; the exported model's description |
+//! | [`served`] | serving a catalog other than the model's own: the item head's map, new items' scores |
 //! | [`math`] | log-sum-exp and friends |
 //! | `engine` (feature `native` or `onnx`) | the `Engine`: an artifact opened on the backend that fits it |
 //! | `native` (feature `native`) | the native backend: weight section, kernels, `NativeModel` |
@@ -73,6 +74,7 @@ pub mod native;
 #[cfg(feature = "onnx")]
 pub mod onnx;
 pub mod search;
+pub mod served;
 pub mod sid;
 #[cfg(any(feature = "native", feature = "onnx"))]
 mod sync;
@@ -84,7 +86,7 @@ pub use availability::Availability;
 pub use catalog::{Catalog, CatalogBuilder, CatalogStats};
 pub use confidence::Calibration;
 #[cfg(any(feature = "native", feature = "onnx"))]
-pub use engine::{Backend, BackendChoice, Engine};
+pub use engine::{Backend, BackendChoice, Engine, ServedCatalog};
 pub use error::{BoxedModelError, Error, Result, SidParseReason};
 pub use ids::{ItemId, NodeId, TokenId};
 pub use model::{SidModel, Step};

@@ -61,7 +61,7 @@ fn assert_near(got: &Recommendations, want: &[(ItemId, f32)], what: &str) {
 fn constrained_answers_are_the_exhaustive_ranking_over_allowed_items_on_every_backend() {
     for backend in backends() {
         let engine = engine(backend);
-        let catalog = engine.catalog();
+        let catalog = &*engine.catalog();
         let ids = catalog.item_ids().to_vec();
         let wide = SearchOptions {
             beam: catalog.sid_count(),

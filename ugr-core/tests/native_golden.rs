@@ -26,7 +26,8 @@ fn data(name: &str) -> PathBuf {
 
 /// 40 histories of 0..12 catalog items drawn by a fixed LCG (no RNG crate needed).
 fn histories(engine: &Engine) -> Vec<Vec<ItemId>> {
-    let ids = engine.catalog().item_ids();
+    let catalog = engine.catalog();
+    let ids = catalog.item_ids();
     let mut x = 0x2545_f491_u64;
     let mut next = move || {
         x = x

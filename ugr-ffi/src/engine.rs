@@ -17,6 +17,9 @@ use crate::status::{Failure, ugr_status};
 /// `ugr_engine_free` needs exclusive access: free it after every other call on it returned.
 pub struct ugr_engine {
     pub(crate) inner: Engine,
+    /// The titles of every catalog this engine served before its current one: title views
+    /// handed out stay valid until `ugr_engine_free` (the lock also serialises replacements).
+    pub(crate) retired_titles: std::sync::Mutex<Vec<std::sync::Arc<Vec<String>>>>,
 }
 
 /// Facts about an opened engine, filled by `ugr_engine_get_info`.
@@ -78,7 +81,10 @@ unsafe fn reset_engine_out(engine_out: *mut *mut ugr_engine) -> Result<(), Failu
 }
 
 fn hand_out(engine: Engine, engine_out: *mut *mut ugr_engine) {
-    let handle = Box::into_raw(Box::new(ugr_engine { inner: engine }));
+    let handle = Box::into_raw(Box::new(ugr_engine {
+        inner: engine,
+        retired_titles: std::sync::Mutex::new(Vec::new()),
+    }));
     // SAFETY: `engine_out` was checked non-NULL by the caller of this helper and points to
     // writable storage for one pointer (the documented contract).
     unsafe { engine_out.write(handle) };
@@ -195,7 +201,8 @@ pub unsafe extern "C" fn ugr_engine_get_info(
 /// The title of `item`, as a borrowed UTF-8 view `(*title_out, *len_out)`, NOT
 /// NUL-terminated (print it with `"%.*s"` or wrap it in a `std::string_view`).
 ///
-/// The view belongs to the engine and stays valid until `ugr_engine_free`; never free it.
+/// The view belongs to the engine and stays valid until `ugr_engine_free`, also across
+/// `ugr_engine_replace_catalog` (the titles of replaced catalogs are kept until then); never free it.
 /// An item without a title (or a bundle without titles) gives `UGR_STATUS_OK` with length 0
 /// (and a non-NULL pointer). An item outside the catalog gives `UGR_STATUS_UNKNOWN_ITEM`.
 /// On failure the outputs are set to `(NULL, 0)` when they are not NULL.
@@ -231,11 +238,66 @@ pub unsafe extern "C" fn ugr_engine_title(
                 format!("item {item} is not in the catalog"),
             ));
         }
-        let title = engine.title(item).unwrap_or("");
-        // SAFETY: as above; the title lives as long as the engine.
+        let served = engine.served();
+        let title = served.title(item).unwrap_or("");
+        // SAFETY: as above; the title lives as long as the engine: in the current catalog's
+        // titles, or in the engine's retired titles after a replacement.
         unsafe {
             title_out.write(title.as_ptr().cast());
             len_out.write(title.len());
+        }
+        Ok(())
+    })
+}
+
+/// Replaces the catalog an open engine serves with the catalog (and titles) of the artifact
+/// at `path`, written by `ugr catalog` from this engine's artifact (items removed, items
+/// added; same weights). Atomic for concurrent callers: requests in flight finish on the old
+/// catalog, requests that start after this call returns use the new one; items marked
+/// unavailable stay so when the new catalog holds them. The engine's model is not reloaded.
+/// An artifact of another model gives `UGR_STATUS_INVALID_ARGUMENT`; an unreadable or
+/// corrupt file its `_open` status; on failure the engine keeps serving its catalog.
+///
+/// # Safety
+/// `engine` is NULL or a live engine; `path` is NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ugr_engine_replace_catalog(
+    engine: *const ugr_engine,
+    path: *const c_char,
+) -> ugr_status {
+    boundary(|| {
+        // SAFETY: by contract, a non-NULL engine is live.
+        let handle = unsafe { try_ref(engine, "engine") }?;
+        if path.is_null() {
+            return Err(Failure::null("path"));
+        }
+        // SAFETY: non-NULL and NUL-terminated by contract.
+        let path = unsafe { CStr::from_ptr(path) };
+        #[cfg(unix)]
+        let path = {
+            use std::os::unix::ffi::OsStrExt;
+            std::path::Path::new(std::ffi::OsStr::from_bytes(path.to_bytes()))
+        };
+        #[cfg(not(unix))]
+        let path = std::path::Path::new(
+            path.to_str()
+                .map_err(|_| Failure::invalid("`path` is not valid UTF-8"))?,
+        );
+        let mut retired = handle
+            .retired_titles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let old = handle.inner.served();
+        handle.inner.replace_catalog_from_path(path).map_err(|e| {
+            let mut f = match e {
+                ugr_core::Error::InvalidOption { .. } => Failure::recommending(&e),
+                _ => Failure::opening(&e),
+            };
+            f.message = format!("{}: {}", path.display(), f.message);
+            f
+        })?;
+        if let Some(titles) = old.titles() {
+            retired.push(std::sync::Arc::clone(titles));
         }
         Ok(())
     })

@@ -48,7 +48,7 @@ mod status;
 pub use boundary::ugr_last_error;
 pub use engine::{
     UGR_BACKEND_NATIVE, UGR_BACKEND_TRACT, ugr_engine, ugr_engine_free, ugr_engine_get_info, ugr_engine_info,
-    ugr_engine_open, ugr_engine_open_bytes, ugr_engine_title, ugr_engine_warm,
+    ugr_engine_open, ugr_engine_open_bytes, ugr_engine_replace_catalog, ugr_engine_title, ugr_engine_warm,
 };
 pub use recommend::{
     ugr_options, ugr_options_default, ugr_pruning, ugr_rank_by, ugr_recommend, ugr_recommend_batch,

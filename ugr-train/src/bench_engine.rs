@@ -310,7 +310,8 @@ pub fn pruning_curve(
             pruning: *pruning,
             ..*base
         };
-        let (r, _) = eval::evaluate_search(engine.model(), engine.catalog(), rows, &opts, 64, false, |_| {})?;
+        let (r, _) =
+            eval::evaluate_search(engine.model(), &engine.catalog(), rows, &opts, 64, false, |_| {})?;
         out.push(PruningPoint {
             mode: name.clone(),
             model_rows: r.model_rows_per_request,

@@ -208,7 +208,7 @@ fn rank_rows(
     rules: &[Rule],
     beam: usize,
 ) -> Result<Vec<RowRanks>> {
-    let catalog = engine.catalog();
+    let catalog = &*engine.catalog();
     let mut out = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(32) {
         let histories: Vec<&[ItemId]> = chunk.iter().map(|e| e.history.as_slice()).collect();
@@ -256,7 +256,7 @@ fn rank_rows(
 
 /// Each sampled row's exhaustive ranking (every catalog item, best first).
 fn exhaustive_lists(engine: &Engine, rows: &[Example]) -> Result<Vec<Vec<ItemId>>> {
-    let catalog = engine.catalog();
+    let catalog = &*engine.catalog();
     let opts = search_options(engine, catalog.sid_count(), catalog.len());
     rows.iter()
         .map(|e| {
@@ -301,7 +301,7 @@ pub fn study(
     oracle_rows: usize,
     threads: usize,
 ) -> Result<Vec<RuleRow>> {
-    let catalog = engine.catalog();
+    let catalog = &*engine.catalog();
     let mut all = vec![Rule::new(catalog, "none", Vec::new())];
     all.extend(rules.iter().cloned());
     let ranks = parallel(rows, threads, |c| rank_rows(engine, baselines, c, &all, beam))?;

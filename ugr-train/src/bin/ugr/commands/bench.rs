@@ -168,7 +168,7 @@ pub(crate) fn bench_engine(a: &BenchEngineArgs) -> Result<()> {
     let engine = ugr_core::Engine::from_bytes(&bytes)?;
     let ds = data::load(&a.data.data, &a.data.load_options())?;
     anyhow::ensure!(
-        engine.catalog() == &ds.catalog,
+        *engine.catalog() == ds.catalog,
         "{} was exported with another catalog",
         a.model.display()
     );
@@ -217,10 +217,10 @@ pub(crate) fn bench_engine(a: &BenchEngineArgs) -> Result<()> {
     match ugr_core::Engine::from_bytes_with(&bytes, ugr_core::BackendChoice::Native) {
         Ok(native) => {
             let m = native.model();
-            be::latency(native.catalog(), &[m], "warm-up", warmup, 1, &opts)?;
+            be::latency(&native.catalog(), &[m], "warm-up", warmup, 1, &opts)?;
             for (name, batch) in [("native", 1), ("native, batched 32 per call", 32)] {
                 for models in [vec![m], vec![m, m]] {
-                    let r = be::latency(native.catalog(), &models, name, &histories, batch, &opts)?;
+                    let r = be::latency(&native.catalog(), &models, name, &histories, batch, &opts)?;
                     print(&r);
                     rows.push(r);
                 }
@@ -240,7 +240,7 @@ pub(crate) fn bench_engine(a: &BenchEngineArgs) -> Result<()> {
     }
     let tract_engine = ugr_core::Engine::from_bytes_with(&bytes, ugr_core::BackendChoice::Tract)?;
     let tract = tract_engine.model();
-    be::latency(engine.catalog(), &[tract], "warm-up", warmup, 1, &opts)?;
+    be::latency(&engine.catalog(), &[tract], "warm-up", warmup, 1, &opts)?;
     for (name, warm) in [
         ("tract, symbolic plan", false),
         ("tract, plans concretised for R", true),
@@ -249,7 +249,7 @@ pub(crate) fn bench_engine(a: &BenchEngineArgs) -> Result<()> {
             tract_engine.warm(a.beam)?;
         }
         for models in [vec![tract], vec![tract, tract]] {
-            let r = be::latency(engine.catalog(), &models, name, &histories, 1, &opts)?;
+            let r = be::latency(&engine.catalog(), &models, name, &histories, 1, &opts)?;
             print(&r);
             rows.push(r);
         }
@@ -340,7 +340,7 @@ pub(crate) fn bench_soak(a: &BenchSoakArgs) -> Result<()> {
     let engine = ugr_core::Engine::from_bytes_with(&bytes, a.backend.into())?;
     let ds = data::load(&a.data.data, &a.data.load_options())?;
     anyhow::ensure!(
-        engine.catalog() == &ds.catalog,
+        *engine.catalog() == ds.catalog,
         "{} was exported with another catalog",
         a.model.display()
     );

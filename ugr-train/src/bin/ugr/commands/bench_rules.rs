@@ -56,14 +56,14 @@ pub(crate) fn run(a: &BenchRulesArgs) -> Result<()> {
         ugr_core::Engine::open(&a.model).with_context(|| format!("opening {}", a.model.display()))?;
     let ds = data::load(&a.data.data, &a.data.load_options())?;
     anyhow::ensure!(
-        engine.catalog() == &ds.catalog,
+        *engine.catalog() == ds.catalog,
         "{} was exported with another catalog",
         a.model.display()
     );
     let all = ds.examples(a.split, engine.model().contract().max_history as usize);
     let rows = ugr_train::train::sample_rows(&all, a.rows, 23);
     let baselines = ugr_train::baselines::Baselines::fit(&ds.catalog, &ds.train);
-    let rules = study_rules(engine.catalog(), &rows, a.seed);
+    let rules = study_rules(&engine.catalog(), &rows, a.seed);
     println!(
         "ugr bench rules: {} on {} {:?} ({} rows, oracle on the first {}), beam {}, top-10",
         a.model.display(),
@@ -159,7 +159,7 @@ pub(crate) fn rule_latency(
     all_rows: &[Example],
     opts: &ugr_core::SearchOptions,
 ) -> Result<Vec<LatencyRow>> {
-    let catalog = engine.catalog();
+    let catalog = &*engine.catalog();
     let rules = study_rules(catalog, all_rows, 17);
     let few = Rule::new(
         catalog,

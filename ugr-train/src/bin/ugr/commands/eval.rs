@@ -338,7 +338,7 @@ pub(crate) fn eval_engine(
 ) -> Result<(serde_json::Value, Vec<String>)> {
     let engine = ugr_core::Engine::open(path).with_context(|| format!("opening {}", path.display()))?;
     anyhow::ensure!(
-        engine.catalog() == &ds.catalog,
+        *engine.catalog() == ds.catalog,
         "{} was exported with another catalog than {}",
         path.display(),
         ds.name
@@ -350,7 +350,7 @@ pub(crate) fn eval_engine(
     let pb = indicatif::ProgressBar::new(rows.len() as u64);
     let (result, lists) = eval::evaluate_search(
         engine.model(),
-        engine.catalog(),
+        &engine.catalog(),
         rows,
         &opts,
         a.batch,

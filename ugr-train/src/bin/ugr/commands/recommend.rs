@@ -126,7 +126,7 @@ pub(crate) fn run(a: &RecommendArgs) -> Result<()> {
             r.score,
             r.posterior,
             r.confidence,
-            engine.title(r.item).unwrap_or("")
+            engine.title(r.item).unwrap_or_default()
         );
     }
     println!("(backend: {})", engine.backend().name());
