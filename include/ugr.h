@@ -435,7 +435,8 @@ ugr_status ugr_engine_get_info(const struct ugr_engine *engine, struct ugr_engin
  The title of `item`, as a borrowed UTF-8 view `(*title_out, *len_out)`, NOT
  NUL-terminated (print it with `"%.*s"` or wrap it in a `std::string_view`).
 
- The view belongs to the engine and stays valid until `ugr_engine_free`; never free it.
+ The view belongs to the engine and stays valid until `ugr_engine_free`, also across
+ `ugr_engine_replace_catalog` (the titles of replaced catalogs are kept until then); never free it.
  An item without a title (or a bundle without titles) gives `UGR_STATUS_OK` with length 0
  (and a non-NULL pointer). An item outside the catalog gives `UGR_STATUS_UNKNOWN_ITEM`.
  On failure the outputs are set to `(NULL, 0)` when they are not NULL.
@@ -448,6 +449,20 @@ ugr_status ugr_engine_title(const struct ugr_engine *engine,
                             uint32_t item,
                             const char **title_out,
                             size_t *len_out);
+
+/*
+ Replaces the catalog an open engine serves with the catalog (and titles) of the artifact
+ at `path`, written by `ugr catalog` from this engine's artifact (items removed, items
+ added; same weights). Atomic for concurrent callers: requests in flight finish on the old
+ catalog, requests that start after this call returns use the new one; items marked
+ unavailable stay so when the new catalog holds them. The engine's model is not reloaded.
+ An artifact of another model gives `UGR_STATUS_INVALID_ARGUMENT`; an unreadable or
+ corrupt file its `_open` status; on failure the engine keeps serving its catalog.
+
+ # Safety
+ `engine` is NULL or a live engine; `path` is NULL or a NUL-terminated string.
+ */
+ugr_status ugr_engine_replace_catalog(const struct ugr_engine *engine, const char *path);
 
 /*
  Prepares the engine for single-user calls at beam width `beam` (builds the model plans

@@ -205,6 +205,12 @@ public:
         return changed;
     }
 
+    // Serves the catalog of the artifact at `path` (written by `ugr catalog` from this
+    // engine's artifact) from now on; requests in flight finish on the old one.
+    void replace_catalog(const std::string& path) const {
+        detail::check(ugr_engine_replace_catalog(handle_.get(), path.c_str()));
+    }
+
     [[nodiscard]] bool is_available(uint32_t item) const {
         uint32_t yes = 0;
         detail::check(ugr_engine_is_available(handle_.get(), item, &yes));

@@ -22,7 +22,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::ops::Range;
 
-use crate::artifact::{Blob, ModelSection};
+use crate::artifact::{Blob, Bundle, ModelSection};
 use crate::catalog::{Catalog, CatalogBuilder};
 use crate::error::{Error, Result};
 use crate::ids::ItemId;
@@ -235,6 +235,76 @@ impl<M: SidModel> SidModel for ServedModel<'_, M> {
     fn item_weight(&self) -> Option<f32> {
         self.model.item_weight()
     }
+}
+
+/// What [`change_catalog`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CatalogChange {
+    /// Items removed.
+    pub removed: usize,
+    /// Items added.
+    pub added: usize,
+    /// Items in the new catalog.
+    pub items: usize,
+    /// SIDs of the new catalog that the model's item head has no row for.
+    pub new_sids: usize,
+}
+
+/// The artifact `bundle` with its catalog changed and its model untouched: `remove` leaves
+/// the catalog (each must be a catalog item), `add` joins it with the given SIDs (new ids,
+/// SIDs of the model's codebooks, any SID: a model SID or a new one), with popularity 0 and
+/// an empty title. The model section keeps the model's SID table (written from the current
+/// catalog if the artifact did not carry one yet), so the weights still find their rows.
+pub fn change_catalog(
+    mut bundle: Bundle,
+    remove: &[ItemId],
+    add: &[(ItemId, Sid)],
+) -> Result<(Bundle, CatalogChange)> {
+    let section = bundle
+        .model
+        .as_mut()
+        .ok_or(Error::Corrupt("the artifact has no model"))?;
+    let served = Arc::new(bundle.catalog);
+    let model = model_catalog(section, &served)?;
+    write_model_sids(section, &model);
+    let mut removed: Vec<ItemId> = remove.to_vec();
+    removed.sort_unstable();
+    removed.dedup();
+    if let Some(&unknown) = removed.iter().find(|&&i| served.position(i).is_none()) {
+        return Err(Error::UnknownItem(unknown));
+    }
+    let gone = |i: &ItemId| removed.binary_search(i).is_ok();
+    let mut b = CatalogBuilder::new(*served.vocab());
+    let mut titles = Vec::new();
+    for (pos, &i) in served.item_ids().iter().enumerate() {
+        if !gone(&i) {
+            b.push_with_popularity(i, served.sid_of(i)?, served.popularity(i)?)?;
+            if let Some(t) = &bundle.titles {
+                titles.push((i, t[pos].clone()));
+            }
+        }
+    }
+    for &(i, sid) in add {
+        if served.position(i).is_some() && !gone(&i) {
+            return Err(Error::DuplicateItem(i));
+        }
+        b.push(i, sid)?;
+        titles.push((i, alloc::string::String::new()));
+    }
+    let catalog = b.build()?;
+    if bundle.titles.is_some() {
+        titles.sort_by_key(|t| t.0);
+        bundle.titles = Some(titles.into_iter().map(|t| t.1).collect());
+    }
+    let change = CatalogChange {
+        removed: removed.len(),
+        added: add.len(),
+        items: catalog.len(),
+        new_sids: ItemMap::new(&model, &catalog).new_sids(),
+    };
+    bundle.catalog = catalog;
+    bundle.validate()?;
+    Ok((bundle, change))
 }
 
 #[cfg(test)]

@@ -416,3 +416,69 @@ fn availability_through_the_c_abi() {
         );
     }
 }
+
+/// `ugr_engine_replace_catalog`: the engine serves the new catalog, titles handed out before
+/// stay readable, another model's artifact is refused and the engine keeps its catalog.
+#[test]
+fn catalog_replacement_through_the_c_abi() {
+    let h = open();
+    let opts = ugr_options_default();
+    let history = [5u32, 6];
+    let before = recommend(&h, &history, null(), &opts).unwrap();
+    let (mut title, mut len) = (null(), 0usize);
+    // SAFETY: valid pointers.
+    assert_eq!(
+        unsafe { ugr_engine_title(h.0, before[0].item, &mut title, &mut len) },
+        ugr_status::Ok
+    );
+    // A catalog without the first two recommended items.
+    let bundle = ugr_core::Bundle::from_bytes(&std::fs::read(model_path()).unwrap()).unwrap();
+    let gone = [ItemId::new(before[0].item), ItemId::new(before[1].item)];
+    let (changed, _) = ugr_core::served::change_catalog(bundle, &gone, &[]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("changed.ugr");
+    std::fs::write(&path, changed.to_bytes().unwrap()).unwrap();
+    let cpath = CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: valid pointers.
+    assert_eq!(
+        unsafe { ugr_engine_replace_catalog(h.0, cpath.as_ptr()) },
+        ugr_status::Ok,
+        "{}",
+        last_error()
+    );
+    let after = recommend(&h, &history, null(), &opts).unwrap();
+    assert_eq!(after.len(), 10);
+    assert!(
+        after
+            .iter()
+            .all(|r| r.item != before[0].item && r.item != before[1].item)
+    );
+    // SAFETY: the view handed out before the replacement stays valid until free.
+    let old_title = unsafe { std::slice::from_raw_parts(title.cast::<u8>(), len) };
+    assert!(
+        std::str::from_utf8(old_title)
+            .unwrap()
+            .starts_with("synthetic item")
+    );
+    // Another model, a missing file, NULL: refused; the engine keeps serving its catalog.
+    let mut other = changed.clone();
+    other.model.as_mut().unwrap().config_json.push(' ');
+    let other_path = dir.path().join("other.ugr");
+    std::fs::write(&other_path, other.to_bytes().unwrap()).unwrap();
+    let other_c = CString::new(other_path.to_str().unwrap()).unwrap();
+    let missing = CString::new("/nonexistent/x.ugr").unwrap();
+    // SAFETY: valid pointers, or NULL (checked).
+    unsafe {
+        assert_eq!(
+            ugr_engine_replace_catalog(h.0, other_c.as_ptr()),
+            ugr_status::InvalidArgument
+        );
+        assert_eq!(ugr_engine_replace_catalog(h.0, missing.as_ptr()), ugr_status::Io);
+        assert_eq!(ugr_engine_replace_catalog(h.0, null()), ugr_status::NullParameter);
+        assert_eq!(
+            ugr_engine_replace_catalog(null(), cpath.as_ptr()),
+            ugr_status::NullParameter
+        );
+    }
+    assert_eq!(recommend(&h, &history, null(), &opts).unwrap(), after);
+}

@@ -105,3 +105,108 @@ fn bad_paths_and_files_give_one_line_errors() {
     );
     fails_with(&["export", "--run", s(&run), "--out", s(d)], &[s(&info)]);
 }
+
+/// Business rules and catalog changes on the command line: `ugr recommend --deny/--allow/
+/// --prefix/--unavailable` and `ugr catalog --remove/--add`, with one-line errors for bad input.
+#[test]
+fn rules_and_catalog_changes_on_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/tiny-model.ugr");
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_ugr"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let items = |v: &serde_json::Value| -> Vec<u64> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["item"].as_u64().unwrap())
+            .collect()
+    };
+    let base = ["recommend", "--model", s(&model), "--history", "5 6", "--json"];
+    let plain = items(&json(&base));
+    let deny = d.join("deny.txt");
+    std::fs::write(&deny, format!("{}\n{}", plain[0], plain[1])).unwrap();
+    let denied = items(&json(&[&base[..], &["--deny", s(&deny)]].concat()));
+    assert_eq!(denied.len(), 10);
+    assert!(!denied.contains(&plain[0]) && !denied.contains(&plain[1]));
+    assert_eq!(
+        items(&json(&[&base[..], &["--unavailable", s(&deny)]].concat())),
+        denied
+    );
+    let only = items(&json(
+        &[&base[..], &["--prefix", "<a_1>", "--prefix", "<a_2>"]].concat(),
+    ));
+    let sids = json(&[&base[..], &["--prefix", "<a_1>", "--prefix", "<a_2>"]].concat());
+    assert_eq!(only.len(), 10);
+    assert!(sids["items"].as_array().unwrap().iter().all(|r| {
+        let sid = r["sid"].as_str().unwrap();
+        sid.starts_with("<a_1>") || sid.starts_with("<a_2>")
+    }));
+    fails_with(
+        &[&base[..], &["--prefix", "<a_1"]].concat(),
+        &["--prefix", "<a_1"],
+    );
+    let empty = d.join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    fails_with(
+        &[&base[..], &["--allow", s(&empty)]].concat(),
+        &["empty allowlist"],
+    );
+    let junk = d.join("junk.txt");
+    std::fs::write(&junk, "12 x7").unwrap();
+    fails_with(&[&base[..], &["--deny", s(&junk)]].concat(), &[s(&junk), "x7"]);
+
+    // ugr catalog: remove the two best items, add one with a SID of the catalog.
+    let add = d.join("add.index.json");
+    std::fs::write(&add, r#"{"777777": ["<a_1>", "<b_6>", "<c_0>"]}"#).unwrap();
+    let out = d.join("changed.ugr");
+    let (ok, err) = ugr(&[
+        "catalog",
+        "--model",
+        s(&model),
+        "--out",
+        s(&out),
+        "--remove",
+        s(&deny),
+        "--add",
+        s(&add),
+    ]);
+    assert!(ok, "{err}");
+    assert!(err.contains("2 removed, 1 added"), "{err}");
+    let changed = ["recommend", "--model", s(&out), "--history", "5 6", "--json"];
+    // Removing items answers as denying them; the added item shares item 1's SID and comes
+    // right after it (popularity 0).
+    let mut got = items(&json(&changed));
+    let at = got
+        .iter()
+        .position(|&i| i == 777777)
+        .expect("the added item is served");
+    assert_eq!(got[at - 1], 1);
+    got.remove(at);
+    assert_eq!(got, denied[..got.len()]);
+    let allow = d.join("allow.txt");
+    std::fs::write(&allow, "777777").unwrap();
+    assert_eq!(
+        items(&json(&[&changed[..], &["--allow", s(&allow)]].concat())),
+        vec![777777]
+    );
+    fails_with(
+        &[
+            "catalog",
+            "--model",
+            s(&model),
+            "--out",
+            s(&out),
+            "--remove",
+            s(&allow),
+        ],
+        &["777777", "not in the catalog"],
+    );
+}

@@ -6,7 +6,7 @@ mod commands;
 
 use clap::{Parser, Subcommand};
 
-use self::commands::{bench, compare, data, eval, export, plot, quickstart, recommend, sid, train};
+use self::commands::{bench, catalog, compare, data, eval, export, plot, quickstart, recommend, sid, train};
 
 /// ugr: uncertainty-aware generative recommendation.
 #[derive(Parser)]
@@ -33,6 +33,8 @@ enum Command {
     Export(export::ExportArgs),
     /// Recommend for a history with an exported artifact (the embedded engine).
     Recommend(recommend::RecommendArgs),
+    /// Change an artifact's catalog without retraining: remove items, add items with their SIDs.
+    Catalog(catalog::CatalogArgs),
     /// Dataset tools.
     #[command(subcommand)]
     Data(data::DataCommand),
@@ -83,6 +85,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Compare(a) => compare::run(&a),
         Command::Export(a) => export::run(&a),
         Command::Recommend(a) => recommend::run(&a),
+        Command::Catalog(a) => catalog::run(&a),
         Command::Data(c) => data::run(c),
         Command::Sid(c) => sid::run(c),
         Command::Bench(c) => bench::run(c),

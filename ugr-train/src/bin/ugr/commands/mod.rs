@@ -3,6 +3,7 @@
 
 pub(crate) mod bench;
 pub(crate) mod bench_rules;
+pub(crate) mod catalog;
 pub(crate) mod compare;
 pub(crate) mod data;
 pub(crate) mod eval;

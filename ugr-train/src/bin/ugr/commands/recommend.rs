@@ -146,7 +146,7 @@ fn parse_ids(text: &str, what: &str) -> Result<Vec<ugr_core::ItemId>> {
 }
 
 /// The item ids listed in a file (separated by whitespace, newlines or commas).
-fn read_ids(path: &std::path::Path) -> Result<Vec<ugr_core::ItemId>> {
+pub(crate) fn read_ids(path: &std::path::Path) -> Result<Vec<ugr_core::ItemId>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     parse_ids(&text, &format!("{}: item", path.display()))
 }
