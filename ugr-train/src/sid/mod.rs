@@ -126,6 +126,12 @@ pub struct BuildStats {
     pub collisions_before: CollisionStats,
     /// Collisions in the written SIDs.
     pub collisions_after: CollisionStats,
+    /// Items without signal (no embedding, or a zero one: e.g. no co-occurrence in the
+    /// interactions), placed by [`place_blind`] instead of the clustering; their SIDs carry
+    /// no meaning of their own.
+    pub blind_items: usize,
+    /// How they were placed (`"content neighbours"` or `"balanced"`), when there were any.
+    pub blind_placement: Option<&'static str>,
     /// The settings.
     pub config: BuildConfig,
 }
@@ -139,8 +145,177 @@ pub struct Built {
     pub codes: Vec<Vec<u32>>,
     /// Codebook size per level.
     pub codebooks: Vec<u32>,
+    /// The centroids of each clustered level (`codebook x dim`, row-major), for assigning
+    /// SIDs to new items later ([`Codebooks`]).
+    pub centroids: Vec<Vec<f32>>,
     /// Statistics.
     pub stats: BuildStats,
+}
+
+/// The residual codebooks of a build, saved next to its index (`<name>.codebooks.json`):
+/// new items with embeddings of the same space get SIDs from them ([`Codebooks::assign`]).
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct Codebooks {
+    /// Embedding dimensions.
+    pub dim: usize,
+    /// Per clustered level, `codebook x dim` centroids, row-major.
+    pub centroids: Vec<Vec<f32>>,
+}
+
+impl Codebooks {
+    /// The code tuple of `x` (one code per clustered level): at each level the centroid
+    /// nearest to what the previous levels left.
+    pub fn quantize(&self, x: &[f32]) -> Vec<u32> {
+        let mut residual = x.to_vec();
+        let mut codes = Vec::with_capacity(self.centroids.len());
+        for level in &self.centroids {
+            let (code, centroid) = nearest(level, self.dim, &residual);
+            codes.push(code as u32);
+            for (r, c) in residual.iter_mut().zip(centroid) {
+                *r -= c;
+            }
+        }
+        codes
+    }
+
+    /// SIDs for new items: each quantized, then moved off a SID already taken (by `taken` or
+    /// an earlier new item) to the nearest last-level code free under its prefix, when there
+    /// is one (ranked by distance from the last level's input). Returns one code tuple per row.
+    pub fn assign(
+        &self,
+        emb: &Embeddings,
+        taken: &mut std::collections::BTreeSet<Vec<u32>>,
+    ) -> Vec<Vec<u32>> {
+        let last = self.centroids.len() - 1;
+        emb.data
+            .chunks(emb.dim)
+            .map(|x| {
+                let mut codes = self.quantize(x);
+                if taken.contains(&codes) {
+                    // The input of the last level: x minus the earlier levels' centroids.
+                    let mut before_last = x.to_vec();
+                    for (level, &c) in self.centroids[..last].iter().zip(&codes) {
+                        for (r, m) in before_last
+                            .iter_mut()
+                            .zip(&level[c as usize * self.dim..][..self.dim])
+                        {
+                            *r -= m;
+                        }
+                    }
+                    let k = self.centroids[last].len() / self.dim;
+                    let mut order: Vec<(f32, usize)> = (0..k)
+                        .map(|c| {
+                            (
+                                sq_dist(&before_last, &self.centroids[last][c * self.dim..][..self.dim]),
+                                c,
+                            )
+                        })
+                        .collect();
+                    order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                    if let Some(&(_, c)) = order.iter().find(|&&(_, c)| {
+                        let mut t = codes.clone();
+                        t[last] = c as u32;
+                        !taken.contains(&t)
+                    }) {
+                        codes[last] = c as u32;
+                    }
+                }
+                taken.insert(codes.clone());
+                codes
+            })
+            .collect()
+    }
+}
+
+fn sq_dist(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+}
+
+/// The nearest of `centroids` (rows of `dim`) to `x`: its index and row.
+fn nearest<'c>(centroids: &'c [f32], dim: usize, x: &[f32]) -> (usize, &'c [f32]) {
+    centroids
+        .chunks(dim)
+        .enumerate()
+        .map(|(i, c)| (sq_dist(x, c), i, c))
+        .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))
+        .map(|(_, i, c)| (i, c))
+        .unwrap_or((0, &[]))
+}
+
+/// Places items without signal (see [`BuildStats::blind_items`]) into `built`: next to their
+/// nearest neighbour among the built items in `content` embeddings when those are given
+/// (its prefix, and the least-used last code under it), otherwise by a balanced rule (at
+/// every level the least-used code under the prefix so far, lowest code first), so that they
+/// spread over the codebooks instead of collapsing into one cluster.
+pub fn place_blind(built: &mut Built, blind: &[ItemId], content: Option<&Embeddings>) {
+    if blind.is_empty() {
+        return;
+    }
+    let levels = built.codebooks.len();
+    let mut usage: BTreeMap<Vec<u32>, Vec<u32>> = BTreeMap::new();
+    let count = |usage: &mut BTreeMap<Vec<u32>, Vec<u32>>, codes: &[u32], codebooks: &[u32]| {
+        for l in 0..codes.len() {
+            usage
+                .entry(codes[..l].to_vec())
+                .or_insert_with(|| vec![0; codebooks[l] as usize])[codes[l] as usize] += 1;
+        }
+    };
+    for c in &built.codes {
+        count(&mut usage, c, &built.codebooks);
+    }
+    let least = |usage: &BTreeMap<Vec<u32>, Vec<u32>>, prefix: &[u32], size: u32| -> u32 {
+        usage
+            .get(prefix)
+            .map_or(0, |u| (0..size).min_by_key(|&c| (u[c as usize], c)).unwrap_or(0))
+    };
+    fn row(e: &Embeddings, item: ItemId) -> Option<&[f32]> {
+        e.items
+            .binary_search(&item)
+            .ok()
+            .map(|i| &e.data[i * e.dim..][..e.dim])
+    }
+    let mut placement = "balanced";
+    for &item in blind {
+        let mut codes = Vec::with_capacity(levels);
+        let neighbour = content.and_then(|e| {
+            let x = row(e, item)?;
+            built
+                .items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, &other)| row(e, other).map(|y| (cosine(x, y), i)))
+                .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)))
+                .map(|(_, i)| i)
+        });
+        if let Some(i) = neighbour {
+            placement = "content neighbours";
+            codes.extend_from_slice(&built.codes[i][..levels - 1]);
+        }
+        while codes.len() < levels {
+            let l = codes.len();
+            codes.push(least(&usage, &codes, built.codebooks[l]));
+        }
+        count(&mut usage, &codes, &built.codebooks);
+        built.items.push(item);
+        built.codes.push(codes);
+    }
+    // Keep the items in id order, as the embeddings were.
+    let mut order: Vec<usize> = (0..built.items.len()).collect();
+    order.sort_by_key(|&i| built.items[i]);
+    built.items = order.iter().map(|&i| built.items[i]).collect();
+    built.codes = order.iter().map(|&i| built.codes[i].clone()).collect();
+    built.stats.items = built.items.len();
+    built.stats.blind_items = blind.len();
+    built.stats.blind_placement = Some(placement);
+    built.stats.collisions_after = collision_stats(&built.codes);
+    let errors: Vec<f64> = built.stats.levels.iter().map(|l| l.relative_error).collect();
+    built.stats.levels = level_stats(&built.codes, &built.codebooks, &errors);
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let n = (sq_norm(a) * sq_norm(b)).sqrt() as f32;
+    if n > 0.0 { dot / n } else { f32::NEG_INFINITY }
 }
 
 fn collision_stats(codes: &[Vec<u32>]) -> CollisionStats {
@@ -159,6 +334,29 @@ fn collision_stats(codes: &[Vec<u32>]) -> CollisionStats {
 
 fn sq_norm(v: &[f32]) -> f64 {
     v.iter().map(|&x| f64::from(x) * f64::from(x)).sum()
+}
+
+/// Splits `emb` into the items with signal (a non-zero row) and the ids of the others,
+/// adding `catalog` items the embeddings lack to the latter.
+pub fn split_blind(emb: &Embeddings, catalog: &[ItemId]) -> (Embeddings, Vec<ItemId>) {
+    let mut signal = Embeddings {
+        items: Vec::new(),
+        dim: emb.dim,
+        data: Vec::new(),
+    };
+    let mut blind = Vec::new();
+    for (i, row) in emb.data.chunks(emb.dim.max(1)).enumerate() {
+        if row.iter().any(|&v| v != 0.0) && row.iter().all(|v| v.is_finite()) {
+            signal.items.push(emb.items[i]);
+            signal.data.extend_from_slice(row);
+        } else {
+            blind.push(emb.items[i]);
+        }
+    }
+    blind.extend(catalog.iter().filter(|i| emb.items.binary_search(i).is_err()));
+    blind.sort_unstable();
+    blind.dedup();
+    (signal, blind)
 }
 
 /// Runs RQ-KMeans over the embeddings and resolves collisions.
@@ -187,6 +385,7 @@ pub fn build(emb: &Embeddings, cfg: &BuildConfig) -> Built {
     let mut errors = Vec::new();
     let mut last_centroids = Vec::new();
     let mut before_last = Vec::new();
+    let mut centroids = Vec::new();
     for level in 0..cfg.levels {
         if level + 1 == cfg.levels {
             before_last = residual.clone();
@@ -207,6 +406,7 @@ pub fn build(emb: &Embeddings, cfg: &BuildConfig) -> Built {
             }
         }
         errors.push(residual.chunks(dim).map(sq_norm).sum::<f64>() / variance);
+        centroids.push(c.centroids.clone());
         last_centroids = c.centroids;
     }
     let collisions_before = collision_stats(&codes);
@@ -243,12 +443,15 @@ pub fn build(emb: &Embeddings, cfg: &BuildConfig) -> Built {
         items: emb.items.clone(),
         codes,
         codebooks,
+        centroids,
         stats: BuildStats {
             items: n,
             dim,
             levels,
             collisions_before,
             collisions_after,
+            blind_items: 0,
+            blind_placement: None,
             config: *cfg,
         },
     }
@@ -390,6 +593,15 @@ impl Built {
             c(&s.collisions_after),
             s.config.collisions
         );
+        if s.blind_items > 0 {
+            t += &format!(
+                "warning: {} of {} items had no signal (no embedding, or a zero one) and were placed by the \
+                 {} rule: their SIDs carry no meaning of their own\n",
+                s.blind_items,
+                s.items,
+                s.blind_placement.unwrap_or("balanced")
+            );
+        }
         t
     }
 }

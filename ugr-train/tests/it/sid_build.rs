@@ -219,3 +219,86 @@ fn collaborative_embeddings_find_the_categories() {
     let purity = majority as f64 / built.items.len() as f64;
     assert!(purity > 0.6, "purity {purity:.2}");
 }
+
+/// Items without signal (zero rows, or missing from the embeddings) get SIDs too: spread by
+/// the balanced rule, not collapsed into one cluster, and counted in the statistics.
+#[test]
+fn blind_items_are_placed_and_counted() {
+    let mut emb = points();
+    for row in emb.data.chunks_mut(2).skip(200).take(60) {
+        row.fill(0.0);
+    }
+    let missing: Vec<ItemId> = (0..40).map(|i| ItemId::new(100_000 + i)).collect();
+    let mut catalog = emb.items.clone();
+    catalog.extend(&missing);
+    let (signal, blind) = sid::split_blind(&emb, &catalog);
+    assert_eq!((signal.items.len(), blind.len()), (240, 100));
+    let mut built = sid::build(&signal, &cfg(Collisions::NearestFree, 1));
+    sid::place_blind(&mut built, &blind, None);
+    assert_eq!(built.items.len(), 340);
+    assert!(built.items.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(built.stats.blind_items, 100);
+    assert_eq!(built.stats.blind_placement, Some("balanced"));
+    // Spread: blind items fill the least-used level-1 codes, so no code ends above the
+    // larger of the signal items' fullest code and an even share of all items.
+    let count = |pick: &dyn Fn(&ItemId) -> bool| {
+        let mut per_code = BTreeMap::<u32, usize>::new();
+        for (item, codes) in built.items.iter().zip(&built.codes) {
+            if pick(item) {
+                *per_code.entry(codes[0]).or_default() += 1;
+            }
+        }
+        per_code
+    };
+    let signal_max = *count(&|i| !blind.contains(i)).values().max().unwrap();
+    let all = count(&|_| true);
+    assert!(
+        *all.values().max().unwrap() <= signal_max.max(340usize.div_ceil(8)),
+        "{all:?}"
+    );
+    assert!(
+        count(&|i| blind.contains(i)).len() > 1,
+        "blind items collapsed into one code"
+    );
+    // With content embeddings, a blind item joins its nearest neighbour's prefix.
+    let mut content = points();
+    content.items.extend(&missing);
+    let (x, y) = (content.data[10], content.data[11]);
+    content.data.extend((0..40).flat_map(|_| [x, y]));
+    let mut built = sid::build(&signal, &cfg(Collisions::NearestFree, 1));
+    sid::place_blind(&mut built, &missing, Some(&content));
+    let code_of = |b: &sid::Built, i: ItemId| b.codes[b.items.binary_search(&i).unwrap()].clone();
+    assert_eq!(
+        code_of(&built, missing[0])[..2],
+        code_of(&built, emb.items[5])[..2]
+    );
+    assert_eq!(built.stats.blind_placement, Some("content neighbours"));
+}
+
+/// `ugr sid assign`'s codebooks: an existing item's embedding quantizes to its clustered
+/// codes, and new items avoid the SIDs already taken where the last level has room.
+#[test]
+fn codebooks_assign_new_items_off_taken_sids() {
+    let emb = points();
+    let built = sid::build(&emb, &cfg(Collisions::Keep, 3));
+    let books = sid::Codebooks {
+        dim: 2,
+        centroids: built.centroids.clone(),
+    };
+    for (i, codes) in built.codes.iter().enumerate().take(50) {
+        assert_eq!(&books.quantize(&emb.data[i * 2..][..2]), codes);
+    }
+    let new = Embeddings {
+        items: (0..20).map(|i| ItemId::new(50_000 + i)).collect(),
+        dim: 2,
+        data: emb.data[..40].to_vec(),
+    };
+    let mut taken: std::collections::BTreeSet<Vec<u32>> = built.codes.iter().cloned().collect();
+    let before = taken.clone();
+    let assigned = books.assign(&new, &mut taken);
+    assert_eq!(assigned.len(), 20);
+    let fresh = assigned.iter().filter(|c| !before.contains(*c)).count();
+    assert!(fresh >= 18, "only {fresh} of 20 new items got a free SID");
+    let distinct: std::collections::BTreeSet<_> = assigned.iter().collect();
+    assert_eq!(distinct.len(), 20);
+}
