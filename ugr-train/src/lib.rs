@@ -14,6 +14,7 @@
 //! | [`baselines`] | popularity and last-item-transition baselines |
 //! | [`bench`](mod@bench) | `ugr bench train`: throughput tables |
 //! | [`bench_engine`] | `ugr bench engine`: latency, FLOPs and the pruning curve of an exported model |
+//! | [`cold`] | `ugr bench cold`: a model trained without some items, served with them added |
 //! | [`rules`] | `ugr bench rules`: business rules inside the search against post-filtering, the oracle and the floor; availability changes per second |
 //! | `ort_backend` | feature `ort`: onnxruntime behind `SidModel`, for the benchmark |
 //! | [`export`] | ONNX graphs, the model contract and the artifact (`ugr export`) |
@@ -21,13 +22,14 @@
 //! The modules form a layered graph without cycles: `data` < `files` < `model` < `args` <
 //! `run` < `eval` < `curves` < `plot` < `train` < `export`, `bench*`; a module imports only
 //! modules to its left (`sid`, `baselines` and `ort_backend` only `data` or nothing; `rules`
-//! only `data` and `baselines`).
+//! only `data` and `baselines`; `cold` only `data` and `rules`).
 
 pub mod args;
 pub mod baselines;
 pub mod bench;
 pub mod bench_engine;
 pub mod bench_soak;
+pub mod cold;
 pub mod curves;
 pub mod eval;
 pub mod export;

@@ -267,7 +267,7 @@ fn exhaustive_lists(engine: &Engine, rows: &[Example]) -> Result<Vec<Vec<ItemId>
 }
 
 /// Runs `f` over `rows` split into `threads` contiguous chunks, results in row order.
-fn parallel<T: Send>(
+pub fn parallel<T: Send>(
     rows: &[Example],
     threads: usize,
     f: impl Fn(&[Example]) -> Result<Vec<T>> + Sync,

@@ -24,6 +24,10 @@ pub(crate) enum BenchCommand {
     /// exhaustive oracle and the transition floor (denylists of 10-90% of the items, a
     /// category rule); availability changes per second on a large synthetic catalog.
     Rules(super::bench_rules::BenchRulesArgs),
+    /// Cold start: a model trained without some items (`--cold-items`), served with them added
+    /// (`ugr catalog --add`): the new items' rows against popularity and random among them,
+    /// the other rows against the model served without them.
+    Cold(super::bench_cold::BenchColdArgs),
     /// Training and evaluation throughput at the default model size, item vs token history positions.
     Train {
         #[command(flatten)]
@@ -111,6 +115,7 @@ pub(crate) fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Engine(a) => bench_engine(&a),
         BenchCommand::Soak(a) => bench_soak(&a),
         BenchCommand::Rules(a) => super::bench_rules::run(&a),
+        BenchCommand::Cold(a) => super::bench_cold::run(&a),
         BenchCommand::Train {
             data,
             steps,
