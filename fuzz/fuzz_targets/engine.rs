@@ -1,16 +1,18 @@
 //! The engine on mutated models: the tiny model of `tests/data/` with its graphs, weight
 //! section or config mutated (the bundle is re-framed, so checksums are valid), opened
 //! with the native backend (and tract with `--features tract`), then asked for
-//! recommendations for a fuzzed history and fuzzed options. Opening may fail and a request
-//! may fail, with a typed error; nothing may panic, hang or return an item outside the
-//! catalog.
+//! recommendations for a fuzzed history and fuzzed options, then under fuzzed business
+//! rules (allow/deny lists with unknown ids, SID prefixes from fuzzed text) after a fuzzed
+//! availability batch. Opening may fail and a request may fail, with a typed error; nothing
+//! may panic, hang, return an item outside the catalog or an item a rule forbids.
 #![no_main]
 
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
 use ugr_core::{
-    BackendChoice, Bundle, Engine, ItemFusion, ItemId, Normalization, Pruning, RankBy, SearchOptions,
+    BackendChoice, Bundle, Constraints, Engine, ItemFusion, ItemId, Normalization, Pruning, RankBy,
+    SearchOptions, Sid,
 };
 use ugr_fuzz::Input;
 
@@ -113,6 +115,79 @@ fn exercise(engine: &Engine, history: &[ItemId], opts: &SearchOptions) {
     let _ = engine.recommend_batch(&[history, half, &[]], opts);
 }
 
+/// Fuzzed rules and availability: whatever comes back obeys them.
+fn exercise_rules(engine: &Engine, history: &[ItemId], opts: &SearchOptions, rules: &Rules) {
+    let catalog = engine.catalog();
+    let _ = engine.update_availability(&rules.availability);
+    let constraints = Constraints {
+        allow: rules.allow.as_deref(),
+        deny: &rules.deny,
+        prefixes: &rules.prefixes,
+    };
+    if let Ok(recs) = engine.recommend_with(history, &constraints, opts) {
+        for r in &recs.items {
+            assert!(!rules.deny.contains(&r.item), "denied item {} returned", r.item);
+            assert!(rules.allow.as_ref().is_none_or(|a| a.contains(&r.item)));
+            assert!(
+                engine.is_available(r.item).unwrap_or(false),
+                "unavailable item {} returned",
+                r.item
+            );
+            let sid = catalog.sid_of(r.item).expect("a catalog item");
+            assert!(
+                rules.prefixes.is_empty()
+                    || rules.prefixes.iter().any(|p| sid.codes().starts_with(p.codes()))
+            );
+        }
+    }
+}
+
+/// One request's fuzzed rules.
+struct Rules {
+    allow: Option<Vec<ItemId>>,
+    deny: Vec<ItemId>,
+    prefixes: Vec<Sid>,
+    availability: Vec<(ItemId, bool)>,
+}
+
+fn ids(inp: &mut Input<'_>, items: &[ItemId], n: u8) -> Vec<ItemId> {
+    (0..n)
+        .map(|_| {
+            let v = inp.u16();
+            if v & 0x8000 != 0 {
+                ItemId::new(u32::from(v & 0x7fff))
+            } else {
+                items[usize::from(v) % items.len()]
+            }
+        })
+        .collect()
+}
+
+fn rules(inp: &mut Input<'_>, items: &[ItemId]) -> Rules {
+    let flags = inp.u8();
+    let allow = (flags & 1 != 0).then(|| {
+        let n = inp.u8() % 64;
+        ids(inp, items, n)
+    });
+    let n = inp.u8();
+    let deny = ids(inp, items, n);
+    let prefixes = String::from_utf8_lossy(inp.chunk())
+        .split(' ')
+        .filter_map(|t| Sid::parse(t).ok())
+        .collect();
+    let n = inp.u8() % 32;
+    let availability = ids(inp, items, n)
+        .into_iter()
+        .map(|i| (i, flags & 2 != 0))
+        .collect();
+    Rules {
+        allow,
+        deny,
+        prefixes,
+        availability,
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let mut inp = Input::new(data);
     let mut bundle = BASE.clone();
@@ -129,11 +204,14 @@ fuzz_target!(|data: &[u8]| {
         })
         .collect();
     let opts = options(&mut inp);
+    let rules = rules(&mut inp, items);
     #[cfg(feature = "tract")]
     if let Ok(engine) = Engine::from_bundle_with(bundle.clone(), BackendChoice::Tract) {
         exercise(&engine, &history, &opts);
+        exercise_rules(&engine, &history, &opts, &rules);
     }
     if let Ok(engine) = Engine::from_bundle_with(bundle, BackendChoice::Native) {
         exercise(&engine, &history, &opts);
+        exercise_rules(&engine, &history, &opts, &rules);
     }
 });

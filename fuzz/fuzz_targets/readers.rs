@@ -42,6 +42,12 @@ fuzz_target!(|data: &[u8]| {
         } else {
             SplitProtocol::Loo
         },
+        // Sometimes leave items out as a cold-start study does (any value, even a bad one).
+        cold_items: if flags & 128 != 0 {
+            f64::from(inp.f32())
+        } else {
+            0.0
+        },
     };
     let dir = scratch_dir();
     match kind {
