@@ -35,10 +35,8 @@ fn open() -> Handle {
     let path = CString::new(model_path().to_str().unwrap()).unwrap();
     let mut engine = null_mut();
     // SAFETY: valid string and output pointer.
-    assert_eq!(
-        unsafe { ugr_engine_open(path.as_ptr(), &mut engine) },
-        ugr_status::Ok
-    );
+    let status = unsafe { ugr_engine_open(path.as_ptr(), &mut engine) };
+    assert_eq!(status, ugr_status::Ok);
     Handle(engine)
 }
 
@@ -362,10 +360,8 @@ fn availability_through_the_c_abi() {
     assert_eq!((status, changed), (ugr_status::Ok, 3));
     let mut yes = 7;
     // SAFETY: valid pointers.
-    assert_eq!(
-        unsafe { ugr_engine_is_available(h.0, before[0].item, &mut yes) },
-        ugr_status::Ok
-    );
+    let status = unsafe { ugr_engine_is_available(h.0, before[0].item, &mut yes) };
+    assert_eq!(status, ugr_status::Ok);
     assert_eq!(yes, 0);
     let during = recommend(&h, &history, null(), &opts).unwrap();
     assert_eq!(during.len(), 10);
@@ -390,10 +386,8 @@ fn availability_through_the_c_abi() {
         .map(|c| ugr_availability_change { available: 1, ..*c })
         .collect();
     // SAFETY: valid pointers.
-    assert_eq!(
-        unsafe { ugr_engine_update_availability(h.0, back.as_ptr(), 3, null_mut()) },
-        ugr_status::Ok
-    );
+    let status = unsafe { ugr_engine_update_availability(h.0, back.as_ptr(), 3, null_mut()) };
+    assert_eq!(status, ugr_status::Ok);
     assert_eq!(recommend(&h, &history, null(), &opts).unwrap(), before);
     // Misuse.
     // SAFETY: NULL engine and NULL output are checked.
@@ -427,10 +421,8 @@ fn catalog_replacement_through_the_c_abi() {
     let before = recommend(&h, &history, null(), &opts).unwrap();
     let (mut title, mut len) = (null(), 0usize);
     // SAFETY: valid pointers.
-    assert_eq!(
-        unsafe { ugr_engine_title(h.0, before[0].item, &mut title, &mut len) },
-        ugr_status::Ok
-    );
+    let status = unsafe { ugr_engine_title(h.0, before[0].item, &mut title, &mut len) };
+    assert_eq!(status, ugr_status::Ok);
     // A catalog without the first two recommended items.
     let bundle = ugr_core::Bundle::from_bytes(&std::fs::read(model_path()).unwrap()).unwrap();
     let gone = [ItemId::new(before[0].item), ItemId::new(before[1].item)];
@@ -440,12 +432,8 @@ fn catalog_replacement_through_the_c_abi() {
     std::fs::write(&path, changed.to_bytes().unwrap()).unwrap();
     let cpath = CString::new(path.to_str().unwrap()).unwrap();
     // SAFETY: valid pointers.
-    assert_eq!(
-        unsafe { ugr_engine_replace_catalog(h.0, cpath.as_ptr()) },
-        ugr_status::Ok,
-        "{}",
-        last_error()
-    );
+    let status = unsafe { ugr_engine_replace_catalog(h.0, cpath.as_ptr()) };
+    assert_eq!(status, ugr_status::Ok, "{}", last_error());
     let after = recommend(&h, &history, null(), &opts).unwrap();
     assert_eq!(after.len(), 10);
     assert!(
