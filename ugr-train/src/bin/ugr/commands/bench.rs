@@ -72,9 +72,9 @@ pub(crate) struct BenchEngineArgs {
     /// `ort` feature; e.g. onnxruntime/capi/libonnxruntime.so.* from the PyPI wheel).
     #[arg(long)]
     pub(crate) ort_dylib: Option<PathBuf>,
-    /// Adds latency rows for requests under business rules (a 10-item denylist, 50% of the
-    /// items denied, a category rule, 50% marked unavailable) against the same requests
-    /// without, interleaved on one thread (native backend).
+    /// Adds latency rows for requests under business rules (a 10-item denylist, 10, 30, 50
+    /// and 90% of the items denied, the category rule of `ugr bench rules`, 50% marked
+    /// unavailable) against the same requests without, interleaved on one thread (native backend).
     #[arg(long)]
     pub(crate) rules: bool,
 }

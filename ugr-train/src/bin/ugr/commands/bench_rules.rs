@@ -151,8 +151,9 @@ pub(crate) fn run(a: &BenchRulesArgs) -> Result<()> {
     Ok(())
 }
 
-/// `ugr bench engine --rules`: single-thread latency of constrained requests against the
-/// same requests unconstrained, interleaved in one run.
+/// `ugr bench engine --rules`: single-thread latency of requests under each rule of the study
+/// (and a 10-item denylist, and half the catalog marked unavailable) against the same requests
+/// unconstrained, interleaved in one run.
 pub(crate) fn rule_latency(
     engine: &ugr_core::Engine,
     requests: &[Example],
@@ -167,7 +168,6 @@ pub(crate) fn rule_latency(
         rules[2].deny.iter().copied().take(10).collect(),
     );
     let half = &rules[2];
-    let category = &rules[4];
     fn config<'a>(
         requests: &'a [Example],
         rule: Option<&'a Rule>,
@@ -189,12 +189,25 @@ pub(crate) fn rule_latency(
     let mut unavailable = Availability::new(catalog);
     let changes: Vec<(ItemId, bool)> = half.deny.iter().map(|&i| (i, false)).collect();
     unavailable.apply(catalog, &changes)?;
-    let configs = vec![
+    let mut configs = vec![
         config(requests, None, None, "rules: none"),
         config(requests, Some(&few), None, "rules: deny 10 items"),
-        config(requests, Some(half), None, "rules: deny 50% at random"),
-        config(requests, Some(category), None, "rules: category rule"),
-        config(requests, None, Some(unavailable), "rules: 50% unavailable"),
     ];
+    let names = [
+        "deny 10% at random",
+        "deny 30% at random",
+        "deny 50% at random",
+        "deny 90% at random",
+        "category rule",
+    ];
+    for (rule, name) in rules.iter().zip(names) {
+        configs.push(config(requests, Some(rule), None, &format!("rules: {name}")));
+    }
+    configs.push(config(
+        requests,
+        None,
+        Some(unavailable),
+        "rules: 50% unavailable",
+    ));
     be::rule_latency(catalog, engine.model(), &configs, 10, opts)
 }
