@@ -210,3 +210,39 @@ fn rules_and_catalog_changes_on_the_command_line() {
         &["777777", "not in the catalog"],
     );
 }
+
+/// A reader that stops early (`| head -1`) ends `ugr` quietly: no panic on the closed pipe.
+#[cfg(unix)]
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/tiny-model.ugr");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ugr"))
+        .args([
+            "recommend",
+            "--model",
+            s(&model),
+            "--history",
+            "1 2 3",
+            "--k",
+            "800",
+            "--beam",
+            "800",
+            "--json",
+        ])
+        .env("RUST_BACKTRACE", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one byte, then close the pipe while `ugr` still has most of its output to write.
+    let mut out = child.stdout.take().unwrap();
+    let mut first = [0u8; 1];
+    out.read_exact(&mut first).unwrap();
+    drop(out);
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child.wait().unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+}

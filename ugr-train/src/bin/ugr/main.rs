@@ -3,6 +3,7 @@
 //! <why>`, naming the file and what was expected, and exit with status 1; no backtrace.
 
 mod commands;
+mod sigpipe;
 
 use clap::{Parser, Subcommand};
 
@@ -50,6 +51,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    sigpipe::restore_default();
     ugr_train::configure_runtime();
     match dispatch(Cli::parse().command) {
         Ok(()) => std::process::ExitCode::SUCCESS,
