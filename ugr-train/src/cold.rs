@@ -37,6 +37,9 @@ pub struct ColdReport {
     pub other_rows: u64,
     /// New rows: the served ranking.
     pub served: Score,
+    /// New rows: the served catalog ranked by the generative head alone (no item head): how
+    /// much of the gap is the item head's share of new SIDs.
+    pub served_generative: Score,
     /// New rows: the served ranking restricted to the new items.
     pub served_among_new: Score,
     /// New rows: new items by their (unseen) training popularity.
@@ -75,6 +78,11 @@ pub fn study(
         for part in chunk.chunks(32) {
             let histories: Vec<&[ItemId]> = part.iter().map(|e| e.history.as_slice()).collect();
             let served = with.recommend_batch(&histories, &options(with))?;
+            let generative = SearchOptions {
+                item_fusion: ugr_core::ItemFusion::Off,
+                ..options(with)
+            };
+            let generative = with.recommend_batch(&histories, &generative)?;
             let among: Vec<Request<'_>> = histories
                 .iter()
                 .map(|h| Request {
@@ -94,7 +102,12 @@ pub fn study(
             let base = without.recommend_batch(&old, &options(without))?;
             for (i, e) in part.iter().enumerate() {
                 let rank = |r: &ugr_core::Recommendations| rank_of(r.items.iter().map(|x| x.item), &e.target);
-                out.push((rank(&served[i]), rank(&among[i]), rank(&base[i])));
+                out.push((
+                    rank(&served[i]),
+                    rank(&among[i]),
+                    rank(&base[i]),
+                    rank(&generative[i]),
+                ));
             }
         }
         Ok(out)
@@ -109,12 +122,13 @@ pub fn study(
     }
     popularity.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     let popular: Vec<ItemId> = popularity.iter().take(10).map(|p| p.1).collect();
-    let (mut served, mut among, mut pop) = Default::default();
+    let (mut served, mut among, mut pop, mut gen_only) = Default::default();
     let (mut with_m, mut without_m) = (RankingMetrics::default(), RankingMetrics::default());
     let mut diffs: Vec<(f64, f64)> = Vec::new();
-    for (e, &(w, a, b)) in rows.iter().zip(&ranks) {
+    for (e, &(w, a, b, g)) in rows.iter().zip(&ranks) {
         if is_new(&e.target) {
             RankingMetrics::add(&mut served, w);
+            RankingMetrics::add(&mut gen_only, g);
             RankingMetrics::add(&mut among, a);
             RankingMetrics::add(&mut pop, rank_of(popular.iter().copied(), &e.target));
         } else {
@@ -133,6 +147,7 @@ pub fn study(
         new_rows: served.rows(),
         other_rows: with_m.rows(),
         served: (&served).into(),
+        served_generative: (&gen_only).into(),
         served_among_new: (&among).into(),
         popularity_among_new: (&pop).into(),
         random_among_new_hr10: (10.0 / cold.len().max(1) as f64).min(1.0),

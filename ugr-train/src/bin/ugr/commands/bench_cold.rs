@@ -68,6 +68,11 @@ pub(crate) fn run(a: &BenchColdArgs) -> Result<()> {
     println!("  {:<44} {}", "served (every item)", cell(&r.served));
     println!(
         "  {:<44} {}",
+        "served, generative head only",
+        cell(&r.served_generative)
+    );
+    println!(
+        "  {:<44} {}",
         "served, among new items only",
         cell(&r.served_among_new)
     );
