@@ -83,24 +83,22 @@ impl Embeddings {
 }
 
 fn read_npy(path: &Path) -> Result<Embeddings, EmbeddingError> {
-    let npy = |e: ndarray_npy::ReadNpyError| EmbeddingError::Npy {
+    use ndarray_npy::ReadNpyExt;
+    let npy = |reason: String| EmbeddingError::Npy {
         path: path.to_owned(),
-        reason: e.to_string(),
+        reason,
     };
-    let array: ndarray::Array2<f32> = match ndarray_npy::read_npy::<_, ndarray::Array2<f32>>(path) {
+    let bytes = std::fs::read(path).map_err(|source| EmbeddingError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    check_npy_sizes(&bytes).map_err(npy)?;
+    let array: ndarray::Array2<f32> = match ndarray::Array2::<f32>::read_npy(&bytes[..]) {
         Ok(a) => a,
-        Err(ndarray_npy::ReadNpyError::WrongDescriptor(_)) => {
-            ndarray_npy::read_npy::<_, ndarray::Array2<f64>>(path)
-                .map_err(npy)?
-                .mapv(|v| v as f32)
-        }
-        Err(ndarray_npy::ReadNpyError::Io(source)) => {
-            return Err(EmbeddingError::Io {
-                path: path.to_owned(),
-                source,
-            });
-        }
-        Err(e) => return Err(npy(e)),
+        Err(ndarray_npy::ReadNpyError::WrongDescriptor(_)) => ndarray::Array2::<f64>::read_npy(&bytes[..])
+            .map_err(|e| npy(e.to_string()))?
+            .mapv(|v| v as f32),
+        Err(e) => return Err(npy(e.to_string())),
     };
     let (n, dim) = array.dim();
     let n32 = u32::try_from(n).map_err(|_| EmbeddingError::Invalid {
@@ -112,6 +110,48 @@ fn read_npy(path: &Path) -> Result<Embeddings, EmbeddingError> {
         dim,
         data: array.iter().copied().collect(),
     })
+}
+
+/// Refuses a `.npy` whose header length or shape claims more than the file holds, before the
+/// reader allocates what the header says (a corrupt header once asked for 2.6 GB).
+fn check_npy_sizes(bytes: &[u8]) -> Result<(), String> {
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err("not a .npy file (bad magic)".into());
+    }
+    let (prefix, header_len) = if bytes[6] == 1 {
+        (10, usize::from(u16::from_le_bytes([bytes[8], bytes[9]])))
+    } else {
+        let b = bytes.get(8..12).ok_or("truncated header")?;
+        (12, u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let data = bytes
+        .len()
+        .checked_sub(prefix)
+        .and_then(|n| n.checked_sub(header_len))
+        .ok_or("the header is longer than the file")?;
+    let header = String::from_utf8_lossy(&bytes[prefix..prefix + header_len]);
+    if let Some(at) = header.find("shape") {
+        let rest = &header[at..];
+        let (open, close) = (rest.find('(').unwrap_or(0), rest.find(')').unwrap_or(0));
+        if open < close {
+            let mut elements: u64 = 1;
+            for dim in rest[open + 1..close]
+                .split(',')
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+            {
+                let dim: u64 = dim.parse().map_err(|_| format!("shape dimension {dim:?}"))?;
+                elements = elements.checked_mul(dim).ok_or("the shape overflows")?;
+            }
+            // Every element takes at least 4 bytes (float32 or float64).
+            if elements > (data / 4) as u64 {
+                return Err(format!(
+                    "the shape holds {elements} values, the file {data} bytes"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn read_csv(path: &Path) -> Result<Embeddings, EmbeddingError> {

@@ -253,3 +253,27 @@ fn cold_items_are_left_out_everywhere() {
     };
     assert!(ugr_data::load(Path::new(ugr_data::synthetic::BUILTIN), &bad).is_err());
 }
+
+/// A `.npy` whose header length or shape claims more than the file holds is refused before
+/// anything of that size is allocated (found by the readers fuzz target: a 2.6 GB header).
+#[test]
+fn npy_headers_that_claim_more_than_the_file_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("e.npy");
+    let mut long_header = b"\x93NUMPY\x02\x00".to_vec();
+    long_header.extend_from_slice(&0x9a9b_0000u32.to_le_bytes());
+    long_header.extend_from_slice(b"{'descr': '<f4'");
+    let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000, 1000000), }";
+    let mut huge_shape = b"\x93NUMPY\x01\x00".to_vec();
+    huge_shape.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    huge_shape.extend_from_slice(header.as_bytes());
+    huge_shape.extend_from_slice(&[0u8; 64]);
+    for bytes in [long_header, huge_shape] {
+        std::fs::write(&path, &bytes).unwrap();
+        let err = ugr_data::embeddings::Embeddings::read(&path).unwrap_err();
+        assert!(
+            matches!(err, ugr_data::embeddings::EmbeddingError::Npy { .. }),
+            "{err}"
+        );
+    }
+}
