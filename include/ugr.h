@@ -538,11 +538,6 @@ ugr_status ugr_recommend_batch(const struct ugr_engine *engine,
                                size_t *out_lens);
 
 /*
- No rule: every item allowed.
- */
-struct ugr_constraints ugr_constraints_default(void);
-
-/*
  Like `ugr_recommend`, under business rules (`constraints`: NULL for none).
 
  # Safety
@@ -575,6 +570,11 @@ ugr_status ugr_recommend_batch_constrained(const struct ugr_engine *engine,
                                            struct ugr_recommendation *out,
                                            size_t out_capacity,
                                            size_t *out_lens);
+
+/*
+ No rule: every item allowed.
+ */
+struct ugr_constraints ugr_constraints_default(void);
 
 /*
  Applies `n_changes` availability changes, in order, as one batch, while other threads

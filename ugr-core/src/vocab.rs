@@ -242,16 +242,7 @@ impl SidVocab {
                 got: sid.len(),
             });
         }
-        for (level, &code) in sid.codes().iter().enumerate() {
-            if u32::from(code) >= self.sizes[level] {
-                return Err(Error::CodeOutOfRange {
-                    level,
-                    code: u32::from(code),
-                    size: self.sizes[level],
-                });
-            }
-        }
-        Ok(())
+        self.check_prefix(sid)
     }
 
     /// Checks that `prefix` is a SID prefix of this vocabulary: 1 to `levels()` codes, each

@@ -141,6 +141,11 @@ pub(crate) unsafe fn try_slice_mut<'a, T>(
     Ok(unsafe { std::slice::from_raw_parts_mut(ptr, len) })
 }
 
+/// Item ids from a C array.
+pub(crate) fn as_items(ids: &[u32]) -> Vec<ugr_core::ItemId> {
+    ids.iter().map(|&i| ugr_core::ItemId::new(i)).collect()
+}
+
 /// The largest `struct_size` libugr accepts (a bound on what it reads from a caller's struct).
 const MAX_STRUCT_SIZE: usize = 4096;
 

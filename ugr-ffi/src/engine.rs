@@ -49,17 +49,24 @@ pub const UGR_BACKEND_NATIVE: u8 = 1;
 /// `ugr_engine_info::backend`: tract-onnx over the artifact's ONNX graphs.
 pub const UGR_BACKEND_TRACT: u8 = 2;
 
-fn open_path(path: &CStr) -> Result<Engine, Failure> {
+/// A file path from a C string (any bytes on Unix, UTF-8 elsewhere).
+fn as_path(path: &CStr) -> Result<&std::path::Path, Failure> {
     #[cfg(unix)]
-    let path = {
+    {
         use std::os::unix::ffi::OsStrExt;
-        std::path::Path::new(std::ffi::OsStr::from_bytes(path.to_bytes()))
-    };
+        Ok(std::path::Path::new(std::ffi::OsStr::from_bytes(path.to_bytes())))
+    }
     #[cfg(not(unix))]
-    let path = std::path::Path::new(
-        path.to_str()
-            .map_err(|_| Failure::invalid("`path` is not valid UTF-8"))?,
-    );
+    {
+        Ok(std::path::Path::new(
+            path.to_str()
+                .map_err(|_| Failure::invalid("`path` is not valid UTF-8"))?,
+        ))
+    }
+}
+
+fn open_path(path: &CStr) -> Result<Engine, Failure> {
+    let path = as_path(path)?;
     Engine::open(path).map_err(|e| {
         let mut f = Failure::opening(&e);
         f.message = format!("{}: {}", path.display(), f.message);
@@ -273,16 +280,7 @@ pub unsafe extern "C" fn ugr_engine_replace_catalog(
         }
         // SAFETY: non-NULL and NUL-terminated by contract.
         let path = unsafe { CStr::from_ptr(path) };
-        #[cfg(unix)]
-        let path = {
-            use std::os::unix::ffi::OsStrExt;
-            std::path::Path::new(std::ffi::OsStr::from_bytes(path.to_bytes()))
-        };
-        #[cfg(not(unix))]
-        let path = std::path::Path::new(
-            path.to_str()
-                .map_err(|_| Failure::invalid("`path` is not valid UTF-8"))?,
-        );
+        let path = as_path(path)?;
         let mut retired = handle
             .retired_titles
             .lock()

@@ -52,11 +52,11 @@ pub use engine::{
 };
 pub use recommend::{
     ugr_options, ugr_options_default, ugr_pruning, ugr_rank_by, ugr_recommend, ugr_recommend_batch,
-    ugr_recommendation,
+    ugr_recommend_batch_constrained, ugr_recommend_constrained, ugr_recommendation,
 };
 pub use rules::{
     ugr_availability_change, ugr_constraints, ugr_constraints_default, ugr_engine_is_available,
-    ugr_engine_update_availability, ugr_recommend_batch_constrained, ugr_recommend_constrained,
+    ugr_engine_update_availability,
 };
 pub use status::{ugr_status, ugr_status_name};
 

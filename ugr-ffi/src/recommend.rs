@@ -1,10 +1,11 @@
-//! Recommending: options, results, one user and a batch of users.
+//! Recommending: options, results, one user and a batch of users, with or without business rules.
 
 use ugr_core::search::MAX_WIDTH;
-use ugr_core::{Error, ItemId, Pruning, RankBy, Recommendation, SearchOptions};
+use ugr_core::{Error, ItemId, Pruning, RankBy, Recommendation, Request, SearchOptions};
 
-use crate::boundary::{boundary, read_sized, try_ref, try_slice, try_slice_mut};
+use crate::boundary::{as_items, boundary, read_sized, try_ref, try_slice, try_slice_mut};
 use crate::engine::ugr_engine;
+use crate::rules::{OwnedRules, ugr_constraints};
 use crate::status::{Failure, ugr_status};
 
 /// Values of `ugr_options.pruning`.
@@ -198,10 +199,6 @@ pub(crate) fn batch_failure(e: &Error, first_user: usize, histories: &[Vec<ItemI
     failure
 }
 
-pub(crate) fn as_items(history: &[u32]) -> Vec<ItemId> {
-    history.iter().map(|&i| ItemId::new(i)).collect()
-}
-
 /// Recommends up to K items for one user.
 ///
 /// - `history`, `history_len`: the user's item ids, oldest first (most recent last).
@@ -231,38 +228,19 @@ pub unsafe extern "C" fn ugr_recommend(
     out_capacity: usize,
     out_len: *mut usize,
 ) -> ugr_status {
-    boundary(|| {
-        if out_len.is_null() {
-            return Err(Failure::null("out_len"));
-        }
-        // SAFETY: checked non-NULL and writable by contract.
-        unsafe { out_len.write(0) };
-        // SAFETY: the pointer contracts above.
-        let (engine, history, opts, out) = unsafe {
-            (
-                try_ref(engine, "engine")?,
-                try_slice(history, history_len, "history")?,
-                read_options(options)?,
-                try_slice_mut(out, out_capacity, "out")?,
-            )
-        };
-        if out.len() < opts.top_k {
-            return Err(Failure::new(
-                ugr_status::BufferTooSmall,
-                format!("`out` holds {} entries, k is {}", out.len(), opts.top_k),
-            ));
-        }
-        let recs = engine
-            .inner
-            .recommend(&as_items(history), &opts)
-            .map_err(|e| Failure::recommending(&e))?;
-        for (slot, r) in out.iter_mut().zip(&recs.items) {
-            *slot = r.into();
-        }
-        // SAFETY: as above.
-        unsafe { out_len.write(recs.items.len().min(opts.top_k)) };
-        Ok(())
-    })
+    // SAFETY: the same contract, and no rules.
+    unsafe {
+        ugr_recommend_constrained(
+            engine,
+            history,
+            history_len,
+            std::ptr::null(),
+            options,
+            out,
+            out_capacity,
+            out_len,
+        )
+    }
 }
 
 /// Users searched together inside `ugr_recommend_batch` (bounds its scratch memory).
@@ -296,6 +274,94 @@ pub unsafe extern "C" fn ugr_recommend_batch(
     out_capacity: usize,
     out_lens: *mut usize,
 ) -> ugr_status {
+    // SAFETY: the same contract, and no rules.
+    unsafe {
+        ugr_recommend_batch_constrained(
+            engine,
+            items,
+            offsets,
+            n_users,
+            std::ptr::null(),
+            0,
+            options,
+            out,
+            out_capacity,
+            out_lens,
+        )
+    }
+}
+
+/// Like `ugr_recommend`, under business rules (`constraints`: NULL for none).
+///
+/// # Safety
+/// As `ugr_recommend`; `constraints` is NULL or a valid `ugr_constraints` (see its fields).
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn ugr_recommend_constrained(
+    engine: *const ugr_engine,
+    history: *const u32,
+    history_len: usize,
+    constraints: *const ugr_constraints,
+    options: *const ugr_options,
+    out: *mut ugr_recommendation,
+    out_capacity: usize,
+    out_len: *mut usize,
+) -> ugr_status {
+    boundary(|| {
+        if out_len.is_null() {
+            return Err(Failure::null("out_len"));
+        }
+        // SAFETY: checked non-NULL and writable by contract.
+        unsafe { out_len.write(0) };
+        // SAFETY: the pointer contracts above.
+        let (engine, history, rules, opts, out) = unsafe {
+            (
+                try_ref(engine, "engine")?,
+                try_slice(history, history_len, "history")?,
+                OwnedRules::read(constraints, "constraints")?,
+                read_options(options)?,
+                try_slice_mut(out, out_capacity, "out")?,
+            )
+        };
+        if out.len() < opts.top_k {
+            return Err(Failure::new(
+                ugr_status::BufferTooSmall,
+                format!("`out` holds {} entries, k is {}", out.len(), opts.top_k),
+            ));
+        }
+        let recs = engine
+            .inner
+            .recommend_with(&as_items(history), &rules.constraints(), &opts)
+            .map_err(|e| Failure::recommending(&e))?;
+        for (slot, r) in out.iter_mut().zip(&recs.items) {
+            *slot = r.into();
+        }
+        // SAFETY: as above.
+        unsafe { out_len.write(recs.items.len().min(opts.top_k)) };
+        Ok(())
+    })
+}
+
+/// Like `ugr_recommend_batch`, under business rules: `n_constraints` is 0 (`constraints`
+/// may be NULL: no rule), 1 (one set of rules for every user) or `n_users` (user `u` gets
+/// `constraints[u]`).
+///
+/// # Safety
+/// As `ugr_recommend_batch`; `constraints` is NULL or holds `n_constraints` valid structs.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn ugr_recommend_batch_constrained(
+    engine: *const ugr_engine,
+    items: *const u32,
+    offsets: *const usize,
+    n_users: usize,
+    constraints: *const ugr_constraints,
+    n_constraints: usize,
+    options: *const ugr_options,
+    out: *mut ugr_recommendation,
+    out_capacity: usize,
+    out_lens: *mut usize,
+) -> ugr_status {
     boundary(|| {
         // SAFETY: the pointer contracts above.
         let out_lens = unsafe { try_slice_mut(out_lens, n_users, "out_lens") }?;
@@ -303,14 +369,26 @@ pub unsafe extern "C" fn ugr_recommend_batch(
         if n_users == 0 {
             return Ok(());
         }
+        if n_constraints != 0 && n_constraints != 1 && n_constraints != n_users {
+            return Err(Failure::invalid(format!(
+                "`n_constraints` is {n_constraints}: give 0, 1 or n_users ({n_users})"
+            )));
+        }
         // SAFETY: the pointer contracts above.
-        let (engine, offsets, opts) = unsafe {
+        let (engine, offsets, opts, structs) = unsafe {
             (
                 try_ref(engine, "engine")?,
                 try_slice(offsets, n_users + 1, "offsets")?,
                 read_options(options)?,
+                try_slice(constraints, n_constraints, "constraints")?,
             )
         };
+        let rules = structs
+            .iter()
+            .enumerate()
+            // SAFETY: each element is a valid struct by contract.
+            .map(|(u, c)| unsafe { OwnedRules::read(c, &format!("constraints[{u}]")) })
+            .collect::<Result<Vec<_>, _>>()?;
         if offsets.windows(2).any(|w| w[0] > w[1]) {
             return Err(Failure::invalid("`offsets` must be non-decreasing"));
         }
@@ -331,19 +409,27 @@ pub unsafe extern "C" fn ugr_recommend_batch(
                 try_slice_mut(out, needed, "out")?,
             )
         };
-        let history = |u: usize| &items[offsets[u]..offsets[u + 1]];
+        let none = OwnedRules::default();
+        let rules_of = |u: usize| rules.get(if rules.len() == 1 { 0 } else { u }).unwrap_or(&none);
         let mut lens = vec![0usize; n_users];
         for start in (0..n_users).step_by(BATCH_CHUNK) {
             let end = (start + BATCH_CHUNK).min(n_users);
-            let owned: Vec<Vec<ItemId>> = (start..end).map(|u| as_items(history(u))).collect();
-            let histories: Vec<&[ItemId]> = owned.iter().map(Vec::as_slice).collect();
+            let owned: Vec<Vec<ItemId>> = (start..end)
+                .map(|u| as_items(&items[offsets[u]..offsets[u + 1]]))
+                .collect();
+            let requests: Vec<Request<'_>> = (start..end)
+                .zip(&owned)
+                .map(|(u, h)| Request {
+                    history: h,
+                    constraints: rules_of(u).constraints(),
+                })
+                .collect();
             let recs = engine
                 .inner
-                .recommend_batch(&histories, &opts)
+                .recommend_requests(&requests, &opts)
                 .map_err(|e| batch_failure(&e, start, &owned))?;
             for (u, r) in (start..end).zip(&recs) {
-                let slots = &mut out[u * k..(u + 1) * k];
-                for (slot, rec) in slots.iter_mut().zip(&r.items) {
+                for (slot, rec) in out[u * k..(u + 1) * k].iter_mut().zip(&r.items) {
                     *slot = rec.into();
                 }
                 lens[u] = r.items.len().min(k);

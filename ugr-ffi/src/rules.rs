@@ -1,14 +1,13 @@
-//! Business rules and live availability: `ugr_constraints`, the constrained recommend calls,
-//! and marking items unavailable or available again on an open engine.
+//! Business rules and live availability: `ugr_constraints` (read by the recommend calls) and
+//! marking items unavailable or available again on an open engine.
 
 use core::ffi::c_char;
 use std::ffi::CStr;
 
-use ugr_core::{Constraints, ItemId, Request, Sid};
+use ugr_core::{Constraints, ItemId, Sid};
 
-use crate::boundary::{boundary, read_sized, try_ref, try_slice, try_slice_mut};
+use crate::boundary::{as_items, boundary, read_sized, try_ref, try_slice};
 use crate::engine::ugr_engine;
-use crate::recommend::{BATCH_CHUNK, as_items, batch_failure, read_options, ugr_options, ugr_recommendation};
 use crate::status::{Failure, ugr_status};
 
 /// The business rules of a request, enforced inside the search (not by filtering its output):
@@ -65,14 +64,14 @@ const CONSTRAINTS_MIN_SIZE: usize = core::mem::offset_of!(ugr_constraints, prefi
 
 /// One request's rules copied out of the caller's memory.
 #[derive(Debug, Default)]
-struct OwnedRules {
+pub(crate) struct OwnedRules {
     allow: Option<Vec<ItemId>>,
     deny: Vec<ItemId>,
     prefixes: Vec<Sid>,
 }
 
 impl OwnedRules {
-    fn constraints(&self) -> Constraints<'_> {
+    pub(crate) fn constraints(&self) -> Constraints<'_> {
         Constraints {
             allow: self.allow.as_deref(),
             deny: &self.deny,
@@ -83,7 +82,7 @@ impl OwnedRules {
     /// # Safety
     /// `c` is NULL or points to a `ugr_constraints` of `struct_size` readable bytes whose
     /// arrays hold their lengths and whose prefixes are NUL-terminated strings.
-    unsafe fn read(c: *const ugr_constraints, name: &str) -> Result<OwnedRules, Failure> {
+    pub(crate) unsafe fn read(c: *const ugr_constraints, name: &str) -> Result<OwnedRules, Failure> {
         if c.is_null() {
             return Ok(OwnedRules::default());
         }
@@ -124,155 +123,6 @@ impl OwnedRules {
             prefixes,
         })
     }
-}
-
-/// Like `ugr_recommend`, under business rules (`constraints`: NULL for none).
-///
-/// # Safety
-/// As `ugr_recommend`; `constraints` is NULL or a valid `ugr_constraints` (see its fields).
-#[unsafe(no_mangle)]
-#[allow(clippy::too_many_arguments)]
-pub unsafe extern "C" fn ugr_recommend_constrained(
-    engine: *const ugr_engine,
-    history: *const u32,
-    history_len: usize,
-    constraints: *const ugr_constraints,
-    options: *const ugr_options,
-    out: *mut ugr_recommendation,
-    out_capacity: usize,
-    out_len: *mut usize,
-) -> ugr_status {
-    boundary(|| {
-        if out_len.is_null() {
-            return Err(Failure::null("out_len"));
-        }
-        // SAFETY: checked non-NULL and writable by contract.
-        unsafe { out_len.write(0) };
-        // SAFETY: the pointer contracts above.
-        let (engine, history, rules, opts, out) = unsafe {
-            (
-                try_ref(engine, "engine")?,
-                try_slice(history, history_len, "history")?,
-                OwnedRules::read(constraints, "constraints")?,
-                read_options(options)?,
-                try_slice_mut(out, out_capacity, "out")?,
-            )
-        };
-        if out.len() < opts.top_k {
-            return Err(Failure::new(
-                ugr_status::BufferTooSmall,
-                format!("`out` holds {} entries, k is {}", out.len(), opts.top_k),
-            ));
-        }
-        let recs = engine
-            .inner
-            .recommend_with(&as_items(history), &rules.constraints(), &opts)
-            .map_err(|e| Failure::recommending(&e))?;
-        for (slot, r) in out.iter_mut().zip(&recs.items) {
-            *slot = r.into();
-        }
-        // SAFETY: as above.
-        unsafe { out_len.write(recs.items.len().min(opts.top_k)) };
-        Ok(())
-    })
-}
-
-/// Like `ugr_recommend_batch`, under business rules: `n_constraints` is 0 (`constraints`
-/// may be NULL: no rule), 1 (one set of rules for every user) or `n_users` (user `u` gets
-/// `constraints[u]`).
-///
-/// # Safety
-/// As `ugr_recommend_batch`; `constraints` is NULL or holds `n_constraints` valid structs.
-#[unsafe(no_mangle)]
-#[allow(clippy::too_many_arguments)]
-pub unsafe extern "C" fn ugr_recommend_batch_constrained(
-    engine: *const ugr_engine,
-    items: *const u32,
-    offsets: *const usize,
-    n_users: usize,
-    constraints: *const ugr_constraints,
-    n_constraints: usize,
-    options: *const ugr_options,
-    out: *mut ugr_recommendation,
-    out_capacity: usize,
-    out_lens: *mut usize,
-) -> ugr_status {
-    boundary(|| {
-        // SAFETY: the pointer contracts above.
-        let out_lens = unsafe { try_slice_mut(out_lens, n_users, "out_lens") }?;
-        out_lens.fill(0);
-        if n_users == 0 {
-            return Ok(());
-        }
-        if n_constraints != 0 && n_constraints != 1 && n_constraints != n_users {
-            return Err(Failure::invalid(format!(
-                "`n_constraints` is {n_constraints}: give 0, 1 or n_users ({n_users})"
-            )));
-        }
-        // SAFETY: the pointer contracts above.
-        let (engine, offsets, opts, structs) = unsafe {
-            (
-                try_ref(engine, "engine")?,
-                try_slice(offsets, n_users + 1, "offsets")?,
-                read_options(options)?,
-                try_slice(constraints, n_constraints, "constraints")?,
-            )
-        };
-        let rules = structs
-            .iter()
-            .enumerate()
-            // SAFETY: each element is a valid struct by contract.
-            .map(|(u, c)| unsafe { OwnedRules::read(c, &format!("constraints[{u}]")) })
-            .collect::<Result<Vec<_>, _>>()?;
-        if offsets.windows(2).any(|w| w[0] > w[1]) {
-            return Err(Failure::invalid("`offsets` must be non-decreasing"));
-        }
-        let k = opts.top_k;
-        let needed = n_users
-            .checked_mul(k)
-            .ok_or_else(|| Failure::invalid("`n_users * k` overflows"))?;
-        if out_capacity < needed {
-            return Err(Failure::new(
-                ugr_status::BufferTooSmall,
-                format!("`out` holds {out_capacity} entries, n_users * k is {needed}"),
-            ));
-        }
-        // SAFETY: the pointer contracts above.
-        let (items, out) = unsafe {
-            (
-                try_slice(items, offsets[n_users], "items")?,
-                try_slice_mut(out, needed, "out")?,
-            )
-        };
-        let none = OwnedRules::default();
-        let rules_of = |u: usize| rules.get(if rules.len() == 1 { 0 } else { u }).unwrap_or(&none);
-        let mut lens = vec![0usize; n_users];
-        for start in (0..n_users).step_by(BATCH_CHUNK) {
-            let end = (start + BATCH_CHUNK).min(n_users);
-            let owned: Vec<Vec<ItemId>> = (start..end)
-                .map(|u| as_items(&items[offsets[u]..offsets[u + 1]]))
-                .collect();
-            let requests: Vec<Request<'_>> = (start..end)
-                .zip(&owned)
-                .map(|(u, h)| Request {
-                    history: h,
-                    constraints: rules_of(u).constraints(),
-                })
-                .collect();
-            let recs = engine
-                .inner
-                .recommend_requests(&requests, &opts)
-                .map_err(|e| batch_failure(&e, start, &owned))?;
-            for (u, r) in (start..end).zip(&recs) {
-                for (slot, rec) in out[u * k..(u + 1) * k].iter_mut().zip(&r.items) {
-                    *slot = rec.into();
-                }
-                lens[u] = r.items.len().min(k);
-            }
-        }
-        out_lens.copy_from_slice(&lens);
-        Ok(())
-    })
 }
 
 /// One availability change: `item` becomes available (`available` non-zero) or unavailable (0).
