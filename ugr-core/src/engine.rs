@@ -585,6 +585,61 @@ impl Engine {
         }
     }
 
+    /// Requests per batched search when [`Engine::recommend_parallel`] splits a batch: large
+    /// enough that each model call runs `PARALLEL_CHUNK * beam` rows, small enough that the
+    /// KV cache of one chunk stays a few MB.
+    #[cfg(feature = "std")]
+    pub const PARALLEL_CHUNK: usize = 32;
+
+    /// Recommendations for any number of requests: batched searches of
+    /// [`Engine::PARALLEL_CHUNK`] requests each, shared among `threads` threads (at least one;
+    /// the calling thread is one of them). The threads are scoped to this call, so no thread
+    /// outlives it (a process may fork between calls). Each chunk sees the availability of the
+    /// moment it starts, whole. Answers come back in request order and equal
+    /// [`Engine::recommend_requests`]'s; the first error (in request order) is returned.
+    #[cfg(feature = "std")]
+    pub fn recommend_parallel(
+        &self,
+        requests: &[Request<'_>],
+        opts: &SearchOptions,
+        threads: usize,
+    ) -> Result<Vec<Recommendations>> {
+        use std::sync::Mutex;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        let chunks: Vec<&[Request<'_>]> = requests.chunks(Self::PARALLEL_CHUNK).collect();
+        let threads = threads.clamp(1, chunks.len().max(1));
+        if threads == 1 {
+            return self.recommend_requests(requests, opts);
+        }
+        let next = AtomicUsize::new(0);
+        let answers: Vec<Mutex<Option<Result<Vec<Recommendations>>>>> =
+            chunks.iter().map(|_| Mutex::new(None)).collect();
+        let work = || {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(chunk) = chunks.get(i) else { break };
+                let answer = self.recommend_requests(chunk, opts);
+                *answers[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(answer);
+            }
+        };
+        std::thread::scope(|s| {
+            let helpers: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
+            work();
+            for h in helpers {
+                if let Err(panic) = h.join() {
+                    std::panic::resume_unwind(panic);
+                }
+            }
+        });
+        let mut out = Vec::with_capacity(requests.len());
+        for answer in answers {
+            let answer = answer.into_inner().unwrap_or_else(|e| e.into_inner());
+            out.extend(answer.expect("every chunk was served")?);
+        }
+        Ok(out)
+    }
+
     /// Marks items available (`true`) or unavailable (`false`), in order, as one batch: the
     /// next request sees all of it, none sees part of it. Returns how many items changed
     /// state. Every item is checked first: an unknown one is [`Error::UnknownItem`] and

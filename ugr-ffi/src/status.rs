@@ -37,6 +37,67 @@ pub enum ugr_status {
     Panic = 99,
 }
 
+/// Every status, for lookups by number.
+const STATUSES: [ugr_status; 10] = [
+    ugr_status::Ok,
+    ugr_status::NullParameter,
+    ugr_status::InvalidArgument,
+    ugr_status::BufferTooSmall,
+    ugr_status::Io,
+    ugr_status::CorruptModel,
+    ugr_status::UnsupportedVersion,
+    ugr_status::UnknownItem,
+    ugr_status::ModelFailed,
+    ugr_status::Panic,
+];
+
+impl ugr_status {
+    /// The status's name (`"UGR_STATUS_UNKNOWN_ITEM"`, ...): what `ugr_status_name` returns,
+    /// and what the Python package's exceptions carry.
+    pub fn name(self) -> &'static str {
+        let bytes = self.name_nul();
+        // Every name is ASCII; the NUL is not part of the `str`.
+        core::str::from_utf8(&bytes[..bytes.len() - 1]).unwrap_or("UGR_STATUS_UNKNOWN")
+    }
+
+    fn name_nul(self) -> &'static [u8] {
+        match self {
+            ugr_status::Ok => b"UGR_STATUS_OK\0",
+            ugr_status::NullParameter => b"UGR_STATUS_NULL_PARAMETER\0",
+            ugr_status::InvalidArgument => b"UGR_STATUS_INVALID_ARGUMENT\0",
+            ugr_status::BufferTooSmall => b"UGR_STATUS_BUFFER_TOO_SMALL\0",
+            ugr_status::Io => b"UGR_STATUS_IO\0",
+            ugr_status::CorruptModel => b"UGR_STATUS_CORRUPT_MODEL\0",
+            ugr_status::UnsupportedVersion => b"UGR_STATUS_UNSUPPORTED_VERSION\0",
+            ugr_status::UnknownItem => b"UGR_STATUS_UNKNOWN_ITEM\0",
+            ugr_status::ModelFailed => b"UGR_STATUS_MODEL_FAILED\0",
+            ugr_status::Panic => b"UGR_STATUS_PANIC\0",
+        }
+    }
+
+    /// The status of an error raised while opening an artifact: everything but i/o and
+    /// version means the bytes are not a usable model.
+    pub fn of_opening(e: &Error) -> ugr_status {
+        match e {
+            Error::Io(_) => ugr_status::Io,
+            Error::UnsupportedVersion { .. } => ugr_status::UnsupportedVersion,
+            _ => ugr_status::CorruptModel,
+        }
+    }
+
+    /// The status of an error raised while recommending or changing availability.
+    pub fn of_recommending(e: &Error) -> ugr_status {
+        match e {
+            Error::UnknownItem(_) => ugr_status::UnknownItem,
+            Error::InvalidOption { .. }
+            | Error::SidLength { .. }
+            | Error::CodeOutOfRange { .. }
+            | Error::SidParse { .. } => ugr_status::InvalidArgument,
+            _ => ugr_status::ModelFailed,
+        }
+    }
+}
+
 /// A failure on its way to the C caller: the status and the message for `ugr_last_error`.
 #[derive(Debug)]
 pub(crate) struct Failure {
@@ -63,25 +124,12 @@ impl Failure {
     /// An error raised while opening an artifact: everything but i/o and version means
     /// the bytes are not a usable model.
     pub(crate) fn opening(e: &Error) -> Failure {
-        let status = match e {
-            Error::Io(_) => ugr_status::Io,
-            Error::UnsupportedVersion { .. } => ugr_status::UnsupportedVersion,
-            _ => ugr_status::CorruptModel,
-        };
-        Failure::new(status, e.to_string())
+        Failure::new(ugr_status::of_opening(e), e.to_string())
     }
 
     /// An error raised while recommending.
     pub(crate) fn recommending(e: &Error) -> Failure {
-        let status = match e {
-            Error::UnknownItem(_) => ugr_status::UnknownItem,
-            Error::InvalidOption { .. }
-            | Error::SidLength { .. }
-            | Error::CodeOutOfRange { .. }
-            | Error::SidParse { .. } => ugr_status::InvalidArgument,
-            _ => ugr_status::ModelFailed,
-        };
-        Failure::new(status, e.to_string())
+        Failure::new(ugr_status::of_recommending(e), e.to_string())
     }
 }
 
@@ -91,18 +139,9 @@ impl Failure {
 /// Takes the number as `uint32_t` so that any value is accepted.
 #[unsafe(no_mangle)]
 pub extern "C" fn ugr_status_name(status: u32) -> *const c_char {
-    let name: &'static [u8] = match status {
-        0 => b"UGR_STATUS_OK\0",
-        1 => b"UGR_STATUS_NULL_PARAMETER\0",
-        2 => b"UGR_STATUS_INVALID_ARGUMENT\0",
-        3 => b"UGR_STATUS_BUFFER_TOO_SMALL\0",
-        4 => b"UGR_STATUS_IO\0",
-        5 => b"UGR_STATUS_CORRUPT_MODEL\0",
-        6 => b"UGR_STATUS_UNSUPPORTED_VERSION\0",
-        7 => b"UGR_STATUS_UNKNOWN_ITEM\0",
-        8 => b"UGR_STATUS_MODEL_FAILED\0",
-        99 => b"UGR_STATUS_PANIC\0",
-        _ => b"UGR_STATUS_UNKNOWN\0",
+    let name: &'static [u8] = match STATUSES.iter().find(|s| **s as u32 == status) {
+        Some(s) => s.name_nul(),
+        None => b"UGR_STATUS_UNKNOWN\0",
     };
     name.as_ptr().cast()
 }
