@@ -4,6 +4,7 @@
 
 pub mod graphs;
 pub mod onnx;
+pub mod onnx_dir;
 
 use anyhow::{Context, Result};
 use ugr_core::contract::{CONTRACT_FORMAT, ModelContract};
