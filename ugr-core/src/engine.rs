@@ -610,7 +610,11 @@ impl Engine {
         let chunks: Vec<&[Request<'_>]> = requests.chunks(Self::PARALLEL_CHUNK).collect();
         let threads = threads.clamp(1, chunks.len().max(1));
         if threads == 1 {
-            return self.recommend_requests(requests, opts);
+            let mut out = Vec::with_capacity(requests.len());
+            for chunk in chunks {
+                out.extend(self.recommend_requests(chunk, opts)?);
+            }
+            return Ok(out);
         }
         let next = AtomicUsize::new(0);
         let answers: Vec<Mutex<Option<Result<Vec<Recommendations>>>>> =

@@ -34,6 +34,7 @@ pub mod curves;
 pub mod eval;
 pub mod export;
 pub mod files;
+pub mod histories;
 pub mod model;
 #[cfg(feature = "ort")]
 pub mod ort_backend;

@@ -13,7 +13,7 @@ See docs/python.md for batch scoring on Ray Data and Spark.
 
 from . import errors
 from ._ugr import ENGINE_VERSION as __version__
-from .engine import Engine, EngineInfo, Recommendation, default_threads
+from .engine import Engine, EngineInfo, Recommendation, default_threads, shared_engine
 from .errors import (
     ArtifactIOError,
     CorruptModelError,
@@ -30,6 +30,7 @@ __all__ = [
     "EngineInfo",
     "Recommendation",
     "default_threads",
+    "shared_engine",
     "errors",
     "UgrError",
     "InvalidArgumentError",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -11,7 +13,7 @@ import numpy as np
 from . import _inputs, _ugr
 from .errors import InvalidArgumentError
 
-__all__ = ["Engine", "EngineInfo", "Recommendation", "default_threads"]
+__all__ = ["Engine", "EngineInfo", "Recommendation", "default_threads", "shared_engine"]
 
 Source = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview]
 
@@ -312,3 +314,26 @@ class Engine:
     def reset_availability(self) -> None:
         """Marks every item available again."""
         self._native.reset_availability()
+
+
+_SHARED: Dict[Tuple[int, str, int], Engine] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_engine(source: Source, threads: Optional[int] = 1) -> Engine:
+    """One engine per process for ``source`` and ``threads``: the first call opens it, later
+    calls in the same process return it. For code that runs once per batch in a worker (a
+    Spark ``mapInArrow`` function, a Ray task) so that the model loads once per worker
+    process, not once per batch. A forked child opens its own."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        key = "bytes:" + hashlib.blake2b(bytes(source), digest_size=16).hexdigest()
+    elif isinstance(source, (str, os.PathLike)):
+        key = "path:" + os.path.abspath(os.fsdecode(os.fspath(source)))
+    else:
+        raise InvalidArgumentError(f"source: a path or the artifact's bytes, got {type(source).__name__}")
+    k = (os.getpid(), key, _threads(threads))
+    with _SHARED_LOCK:
+        engine = _SHARED.get(k)
+        if engine is None:
+            engine = _SHARED[k] = Engine(source, threads)
+        return engine

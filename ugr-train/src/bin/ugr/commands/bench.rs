@@ -20,6 +20,9 @@ pub(crate) enum BenchCommand {
     /// One engine, N threads, many requests: requests/s, resident memory from start to end,
     /// and answers compared with a single-thread reference.
     Soak(BenchSoakArgs),
+    /// Batch scoring (what the Python package's `recommend_batch` runs) on histories written
+    /// by `ugr data histories`: requests/s at several thread counts.
+    Batch(super::bench_batch::BenchBatchArgs),
     /// Business rules inside the search against post-filtering the unconstrained list, the
     /// exhaustive oracle and the transition floor (denylists of 10-90% of the items, a
     /// category rule); availability changes per second on a large synthetic catalog.
@@ -115,6 +118,7 @@ pub(crate) fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Engine(a) => bench_engine(&a),
         BenchCommand::Soak(a) => bench_soak(&a),
         BenchCommand::Rules(a) => super::bench_rules::run(&a),
+        BenchCommand::Batch(a) => super::bench_batch::run(&a),
         BenchCommand::Cold(a) => super::bench_cold::run(&a),
         BenchCommand::Train {
             data,

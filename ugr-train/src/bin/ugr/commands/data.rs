@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use ugr_train::data;
+use ugr_train::data::{self, Split};
 
 use super::DataArgs;
 
@@ -21,6 +21,18 @@ pub(crate) enum DataCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Write one split's histories (one row per user) as users.npy, values.npy and
+    /// offsets.npy (an Arrow list layout) into a directory: the input of batch scoring in
+    /// Python, Ray or Spark and of `ugr bench batch`.
+    Histories {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long, value_enum, default_value_t = Split::Test)]
+        split: Split,
+        /// Directory to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// Runs `ugr data ...`.
@@ -29,6 +41,19 @@ pub(crate) fn run(cmd: DataCommand) -> Result<()> {
         DataCommand::Summary(a) => {
             let ds = data::load(&a.data, &a.load_options())?;
             print!("{}", ds.summary());
+            Ok(())
+        }
+        DataCommand::Histories { data: a, split, out } => {
+            let ds = data::load(&a.data, &a.load_options())?;
+            let h = ugr_train::histories::Histories::from_examples(&ds.examples(split, usize::MAX));
+            h.write(&out)?;
+            println!(
+                "wrote {}: {} {split:?} histories of {} ({} items in all)",
+                out.display(),
+                h.len(),
+                ds.name,
+                h.values.len()
+            );
             Ok(())
         }
         DataCommand::ColdItems { data: a, out } => {

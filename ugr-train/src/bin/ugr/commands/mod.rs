@@ -2,6 +2,7 @@
 //! commands share: the dataset arguments, pruning specs and the backend choice.
 
 pub(crate) mod bench;
+pub(crate) mod bench_batch;
 pub(crate) mod bench_cold;
 pub(crate) mod bench_rules;
 pub(crate) mod catalog;
