@@ -17,7 +17,7 @@ use crate::contract::ModelContract;
 use crate::native::{NativeCache, NativeError, NativeModel};
 #[cfg(feature = "onnx")]
 use crate::onnx::{OnnxError, TractCache, TractModel};
-use crate::served::{ItemMap, ServedModel};
+use crate::served::{ItemMap, ServedCache, ServedModel};
 use crate::sync::Lock;
 use crate::{
     Availability, BeamSearch, Bundle, Calibration, Catalog, Constraints, Error, ItemId, ModelSection,
@@ -567,6 +567,28 @@ impl Engine {
         requests: &[Request<'_>],
         opts: &SearchOptions,
     ) -> Result<Vec<Recommendations>> {
+        let mut out = Vec::new();
+        self.recommend_into(&mut self.new_scratch(), requests, opts, &mut out)?;
+        Ok(out)
+    }
+
+    fn new_scratch(&self) -> ServedCache<EngineCache> {
+        ServedModel {
+            model: &self.model,
+            map: &self.served().map,
+        }
+        .new_cache()
+    }
+
+    /// One batched search, reusing `scratch` (the model's KV cache and the remapped item
+    /// logits: the large buffers); `out` becomes the answers.
+    fn recommend_into(
+        &self,
+        scratch: &mut ServedCache<EngineCache>,
+        requests: &[Request<'_>],
+        opts: &SearchOptions,
+        out: &mut Vec<Recommendations>,
+    ) -> Result<()> {
         let served = self.served();
         let live = served.live.read();
         let live = (live.unavailable_count() > 0).then_some(&*live);
@@ -575,13 +597,13 @@ impl Engine {
             .with_availability(live);
         let opts = self.options(opts);
         if served.map.is_identity() {
-            search.run_requests(&self.model, requests, &opts)
+            search.run_requests_with_cache(&self.model, &mut scratch.inner, requests, &opts, out)
         } else {
             let model = ServedModel {
                 model: &self.model,
                 map: &served.map,
             };
-            search.run_requests(&model, requests, &opts)
+            search.run_requests_with_cache(&model, scratch, requests, &opts, out)
         }
     }
 
@@ -609,10 +631,15 @@ impl Engine {
 
         let chunks: Vec<&[Request<'_>]> = requests.chunks(Self::PARALLEL_CHUNK).collect();
         let threads = threads.clamp(1, chunks.len().max(1));
+        // Each thread keeps one scratch for all its chunks: allocating the KV cache per chunk
+        // made a batch 1.25x slower in processes whose allocator returns large blocks to the
+        // OS at once (a Python interpreter).
         if threads == 1 {
-            let mut out = Vec::with_capacity(requests.len());
+            let mut scratch = self.new_scratch();
+            let (mut out, mut answer) = (Vec::with_capacity(requests.len()), Vec::new());
             for chunk in chunks {
-                out.extend(self.recommend_requests(chunk, opts)?);
+                self.recommend_into(&mut scratch, chunk, opts, &mut answer)?;
+                out.append(&mut answer);
             }
             return Ok(out);
         }
@@ -620,10 +647,14 @@ impl Engine {
         let answers: Vec<Mutex<Option<Result<Vec<Recommendations>>>>> =
             chunks.iter().map(|_| Mutex::new(None)).collect();
         let work = || {
+            let mut scratch = self.new_scratch();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(chunk) = chunks.get(i) else { break };
-                let answer = self.recommend_requests(chunk, opts);
+                let mut answer = Vec::with_capacity(chunk.len());
+                let answer = self
+                    .recommend_into(&mut scratch, chunk, opts, &mut answer)
+                    .map(|()| answer);
                 *answers[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(answer);
             }
         };

@@ -183,7 +183,7 @@ pub struct ServedModel<'m, M> {
 /// The cache of a [`ServedModel`]: the model's, and the remapped item logits.
 #[derive(Debug)]
 pub struct ServedCache<C> {
-    inner: C,
+    pub(crate) inner: C,
     items: Vec<f32>,
     prefix: Vec<f64>,
 }

@@ -213,3 +213,63 @@ fn requests_during_replacements_see_one_catalog() {
         r.join().unwrap();
     }
 }
+
+/// `recommend_parallel` (chunks of `PARALLEL_CHUNK` over threads, each reusing its buffers)
+/// answers as one search per request, on the artifact's catalog and on a changed one (the
+/// served-model path), under a rule; an unknown item anywhere fails the call.
+#[test]
+fn parallel_batches_answer_as_single_requests() {
+    let engine = Engine::from_bytes(&bytes()).unwrap();
+    let (other, _) = changed(&engine.catalog(), 30, 40);
+    for round in 0..2 {
+        if round == 1 {
+            engine.replace_catalog(other.clone(), None).unwrap();
+        }
+        let ids = engine.catalog().item_ids().to_vec();
+        let hs: Vec<Vec<ItemId>> = (0..3 * Engine::PARALLEL_CHUNK + 5)
+            .map(|u| (0..u % 7).map(|j| ids[(u * 53 + j * 17) % ids.len()]).collect())
+            .collect();
+        let deny = [ids[3], ids[9]];
+        let rule = ugr_core::Constraints {
+            deny: &deny,
+            ..ugr_core::Constraints::NONE
+        };
+        let opts = SearchOptions::default();
+        let want: Vec<Recommendations> = hs
+            .iter()
+            .map(|h| engine.recommend_with(h, &rule, &opts).unwrap())
+            .collect();
+        let requests: Vec<ugr_core::Request<'_>> = hs
+            .iter()
+            .map(|h| ugr_core::Request {
+                history: h,
+                constraints: rule,
+            })
+            .collect();
+        for threads in [1, 2, 3] {
+            let got = engine.recommend_parallel(&requests, &opts, threads).unwrap();
+            assert_eq!(got.len(), want.len());
+            for (r, (g, w)) in got.iter().zip(&want).enumerate() {
+                let items = |x: &Recommendations| x.items.iter().map(|i| i.item).collect::<Vec<_>>();
+                assert_eq!(items(g), items(w), "round {round}, {threads} threads, row {r}");
+                for (a, b) in g.items.iter().zip(&w.items) {
+                    assert!(
+                        (a.score - b.score).abs() < 1e-4,
+                        "row {r}: {} vs {}",
+                        a.score,
+                        b.score
+                    );
+                }
+            }
+        }
+        let mut bad = requests.clone();
+        let unknown = [ItemId::new(9_999_999)];
+        bad[2 * Engine::PARALLEL_CHUNK + 1].history = &unknown;
+        for threads in [1, 2] {
+            assert!(matches!(
+                engine.recommend_parallel(&bad, &opts, threads),
+                Err(ugr_core::Error::UnknownItem(_))
+            ));
+        }
+    }
+}
