@@ -116,20 +116,21 @@ def main() -> None:
     p.add_argument("--ugr", default=os.path.join(ROOT, "target", "release", "ugr"))
     p.add_argument("--rows", type=int, default=4000, help="rows of the Python vs Rust comparison (0: all)")
     p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--skip-distributed", action="store_true")
+    p.add_argument("--parts", default="batch,ray,spark", help="which parts to run, comma separated")
     p.add_argument("--json")
     a = p.parse_args()
-    engine = ugr.Engine(a.model)
-    report = {"model": a.model, "histories": a.histories, "batch": engine_vs_python(a, engine)}
-    report["python_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    report["artifact_mb"] = round(os.path.getsize(a.model) / 2**20, 1)
-    print(json.dumps(report["batch"], indent=1), file=sys.stderr)
-    if not a.skip_distributed:
+    parts = set(a.parts.split(","))
+    report: dict = {"model": a.model, "histories": a.histories, "artifact_mb": round(os.path.getsize(a.model) / 2**20, 1)}
+    if "batch" in parts:
+        report["batch"] = engine_vs_python(a, ugr.Engine(a.model))
+        report["python_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        print(json.dumps(report["batch"], indent=1), file=sys.stderr)
+    if parts & {"ray", "spark"}:
         with tempfile.TemporaryDirectory() as d:
             parquet = f"{d}/users.parquet"
             subprocess.run([sys.executable, os.path.join(ROOT, "examples", "python", "histories_parquet.py"),
                             "--histories", a.histories, "--out", parquet], check=True, capture_output=True)
-            for name in ("ray", "spark"):
+            for name in [n for n in ("ray", "spark") if n in parts]:
                 report[name] = [distributed(a, name, w, parquet) for w in (1, 2, 1, 2)]
                 print(name, json.dumps(report[name], indent=1), file=sys.stderr)
     text = json.dumps(report, indent=1)

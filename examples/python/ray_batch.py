@@ -54,7 +54,9 @@ def score(model: str, source: str, out: str, workers: int, k: int = 10, beam: in
     """Runs the job; returns the rows written."""
     import ray
 
-    ds = ray.data.read_parquet(source, override_num_blocks=workers * 4)
+    # One block per few hundred users, so that every worker gets some (a single Parquet file
+    # reads as one block).
+    ds = ray.data.read_parquet(source).repartition(workers * 4)
     recs = ds.map_batches(
         Scorer,
         fn_constructor_args=(model, k, beam),
