@@ -82,6 +82,12 @@ def test_every_input_form_gives_the_same_table(tiny):
         "large arrow": pa.array(hs, type=pa.large_list(pa.int64())),
         "chunked arrow": pa.chunked_array([pa.array(hs[:15]), pa.array(hs[15:])]),
     }
+    try:
+        import pandas
+
+        forms["pandas"] = pandas.Series(hs)
+    except ImportError:
+        pass
     for name, form in forms.items():
         if name == "values + offsets":
             got = tiny.recommend_batch(form[0], k=5, offsets=form[1], output="numpy")

@@ -58,12 +58,14 @@ def histories(obj: Any, offsets_: Optional[Any]) -> Tuple[np.ndarray, np.ndarray
 
     Forms: a sequence of sequences of ids; flat ``values`` with ``offsets_`` (numpy or any
     array-like, rows + 1 offsets as in Arrow); a pyarrow ``ListArray``/``LargeListArray`` or a
-    ``ChunkedArray`` of one (a null list is an empty history).
+    ``ChunkedArray`` of one (a null list is an empty history); a pandas Series of lists.
     """
     if offsets_ is not None:
         return ids(obj, "values"), offsets(offsets_)
     if _is_arrow(obj):
         return _arrow_histories(obj)
+    if type(obj).__module__.split(".")[0] == "pandas" and hasattr(obj, "tolist"):
+        obj = obj.tolist()  # a Series of lists or arrays
     if isinstance(obj, (str, bytes, np.ndarray)) or not isinstance(obj, Sequence):
         raise InvalidArgumentError(
             "histories: expected a sequence of histories, values with offsets=, or a pyarrow "

@@ -247,7 +247,8 @@ class Engine:
         ``histories``: a list of histories (lists or arrays of item ids); flat item ids with
         ``offsets=`` (rows + 1 offsets, as in Arrow: row ``r`` is
         ``values[offsets[r]:offsets[r + 1]]``); or a pyarrow ``ListArray`` /
-        ``LargeListArray`` / ``ChunkedArray`` (a null list is an empty history).
+        ``LargeListArray`` / ``ChunkedArray`` (a null list is an empty history); a pandas
+        Series of lists.
 
         Returns one row per recommended item, rows in input order and ranks from 1:
         ``output="arrow"`` a ``pyarrow.Table`` with columns row (int64), rank (int32), item
