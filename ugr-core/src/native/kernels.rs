@@ -1,7 +1,7 @@
 //! The native backend's matrix kernel: `y = x . W^T + b` against weights packed once at load.
 //!
-//! This is the only module of ugr-core with `unsafe` code (the x86-64 AVX2/FMA micro-kernel's
-//! intrinsics). Every other path is safe Rust:
+//! This is the only module of ugr-core with `unsafe` code (the SIMD micro-kernels'
+//! intrinsics: loads and stores through pointers). Every other path is safe Rust:
 //!
 //! - [`PackedLinear::new`] re-lays `W` (`[n, k]`, row-major, as checkpoints store a linear
 //!   layer) into panels of [`NR`] output columns, `k`-major, zero-padded: the micro-kernel
@@ -10,13 +10,22 @@
 //!   rows of near-equal size, one micro-kernel call each, accumulating `rows x NR` outputs
 //!   in registers (initialised with the bias), and stores only the real columns.
 //!
-//! Two micro-kernels compute the same sums in the same order per output (k ascending, one
-//! multiply-add each), so they agree to rounding: `portable` (plain Rust over fixed-size
-//! arrays; what non-x86 targets use, and the reference of the tests) and `avx2` (x86-64 with
-//! AVX2 and FMA, detected at run time with `std`, or enabled at compile time without it or
-//! under Miri). CI runs the kernel tests under Miri twice: once on the portable path, once
-//! with AVX2 and FMA enabled so that Miri checks every pointer access of the intrinsics path. The AVX2 kernel fuses multiply and add, so it differs from the portable
-//! one by rounding only (tests compare with a tolerance).
+//! Every micro-kernel computes the same sums in the same order per output (k ascending, one
+//! multiply-add each), so they agree to rounding ([`micro`] picks one):
+//!
+//! - `portable`: plain Rust over fixed-size arrays; the reference of the tests, and what
+//!   runs where no other kernel does;
+//! - `avx2`: x86-64 with AVX2 and FMA, detected at run time with `std`, or enabled at compile
+//!   time without it or under Miri;
+//! - `neon`: aarch64 (NEON is part of the base architecture), four 4-lane fused multiply-adds;
+//! - `simd128`: wasm32 built with the `simd128` target feature (the repository's
+//!   `.cargo/config.toml` enables it for `wasm32-unknown-unknown`): multiply then add, as the
+//!   portable kernel rounds.
+//!
+//! CI runs the kernel tests under Miri on the portable path, with AVX2 and FMA enabled, and
+//! on aarch64 (NEON); natively on aarch64 under qemu; the wasm kernel runs in Chromium against
+//! the native engine (tests/web). The fused kernels differ from the portable one by rounding
+//! only (tests compare with a tolerance).
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -87,7 +96,7 @@ impl PackedLinear {
         assert!(k > 0 && x.len().is_multiple_of(k), "input length");
         let m = x.len() / k;
         assert_eq!(y.len(), m * self.n, "output length");
-        let avx = use_avx2();
+        let micro = micro();
         // Row blocks of near-equal size (20 rows: 5 + 5 + 5 + 5, not 6 + 6 + 6 + 2: a block
         // of few rows does few multiply-adds per load). Panels outermost: one panel (k x 16)
         // stays in L1 while every row block passes over it.
@@ -105,11 +114,7 @@ impl PackedLinear {
                 }
                 let xs = &x[r * k..(r + rows) * k];
                 let mut acc = [[0f32; NR]; MR];
-                if avx {
-                    avx2::micro(xs, rows, k, panel, bias, &mut acc);
-                } else {
-                    portable::micro(xs, rows, k, panel, bias, &mut acc);
-                }
+                micro(xs, rows, k, panel, bias, &mut acc);
                 for (i, a) in acc.iter().enumerate().take(rows) {
                     y[(r + i) * self.n + c0..][..cols].copy_from_slice(&a[..cols]);
                 }
@@ -119,22 +124,37 @@ impl PackedLinear {
     }
 }
 
+/// A micro-kernel: `acc[i][c] = bias[c] + sum_kk xs[i * k + kk] * panel[kk * NR + c]` for
+/// `i < rows` (`1 <= rows <= MR`, `xs` at least `rows * k` floats, `panel` `k * NR`).
+type Micro = fn(&[f32], usize, usize, &[f32], &[f32; NR], &mut [[f32; NR]; MR]);
+
+/// The fastest micro-kernel this build and CPU have.
+#[allow(unreachable_code)]
+fn micro() -> Micro {
+    #[cfg(target_arch = "x86_64")]
+    if use_avx2() {
+        return avx2::micro;
+    }
+    #[cfg(target_arch = "aarch64")]
+    return neon::micro;
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return simd128::micro;
+    portable::micro
+}
+
 /// Whether the AVX2/FMA micro-kernel runs here: detected at run time with `std`, else (and
 /// under Miri, which cannot run `cpuid`) when the target features are enabled at compile time
 /// (`RUSTFLAGS="-C target-feature=+avx2,+fma"`, as CI's second Miri run does).
+#[cfg(target_arch = "x86_64")]
 #[inline]
 fn use_avx2() -> bool {
-    #[cfg(all(target_arch = "x86_64", not(miri), feature = "std"))]
+    #[cfg(all(not(miri), feature = "std"))]
     {
         std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
     }
-    #[cfg(all(target_arch = "x86_64", any(miri, not(feature = "std"))))]
+    #[cfg(any(miri, not(feature = "std")))]
     {
         cfg!(all(target_feature = "avx2", target_feature = "fma"))
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
     }
 }
 
@@ -243,10 +263,139 @@ mod avx2 {
     }
 }
 
-/// Where the AVX2 kernel cannot exist, its name points at the portable one.
-#[cfg(not(target_arch = "x86_64"))]
-mod avx2 {
-    pub(super) use super::portable::micro;
+/// The aarch64 NEON micro-kernel: each panel row is four 4-lane loads, each output row four
+/// 4-lane accumulators (`4 R` of the 32 vector registers).
+#[cfg(target_arch = "aarch64")]
+#[allow(unsafe_code)]
+mod neon {
+    use core::arch::aarch64::{float32x4_t, vdupq_n_f32, vfmaq_f32, vld1q_f32, vst1q_f32};
+
+    use super::{MR, NR};
+
+    /// Same contract as `portable::micro`.
+    pub(super) fn micro(
+        xs: &[f32],
+        rows: usize,
+        k: usize,
+        panel: &[f32],
+        bias: &[f32; NR],
+        acc: &mut [[f32; NR]; MR],
+    ) {
+        assert!((1..=MR).contains(&rows), "rows");
+        assert!(xs.len() >= rows * k, "x block");
+        assert!(panel.len() >= k * NR, "panel");
+        let (x, p) = (xs.as_ptr(), panel.as_ptr());
+        // SAFETY: NEON is part of every aarch64 CPU; `kernel::<R>` reads `R * k` floats of
+        // `xs` and `k * NR` of `panel`, both asserted above, with `R == rows`.
+        unsafe {
+            match rows {
+                1 => kernel::<1>(x, k, p, bias, acc),
+                2 => kernel::<2>(x, k, p, bias, acc),
+                3 => kernel::<3>(x, k, p, bias, acc),
+                4 => kernel::<4>(x, k, p, bias, acc),
+                5 => kernel::<5>(x, k, p, bias, acc),
+                _ => kernel::<6>(x, k, p, bias, acc),
+            }
+        }
+    }
+
+    /// `R` rows (a constant, so the row loop unrolls into `4 R` accumulators in registers).
+    #[target_feature(enable = "neon")]
+    unsafe fn kernel<const R: usize>(
+        xs: *const f32,
+        k: usize,
+        panel: *const f32,
+        bias: &[f32; NR],
+        acc: &mut [[f32; NR]; MR],
+    ) {
+        // SAFETY: `bias` is 16 floats: four 4-lane loads stay inside it.
+        let b = unsafe { [0, 4, 8, 12].map(|o| vld1q_f32(bias.as_ptr().add(o))) };
+        let mut c: [[float32x4_t; 4]; R] = [b; R];
+        for kk in 0..k {
+            // SAFETY: `panel` holds `k * NR` floats (asserted by the caller) and
+            // `kk * NR + 16 <= k * NR`.
+            let w = unsafe { [0, 4, 8, 12].map(|o| vld1q_f32(panel.add(kk * NR + o))) };
+            for (i, ci) in c.iter_mut().enumerate() {
+                // SAFETY: `xs` holds `R * k` floats and `i < R`, `kk < k`.
+                let a = vdupq_n_f32(unsafe { *xs.add(i * k + kk) });
+                for (cj, wj) in ci.iter_mut().zip(w) {
+                    *cj = vfmaq_f32(*cj, a, wj);
+                }
+            }
+        }
+        for (ci, out) in c.iter().zip(acc.iter_mut()) {
+            for (j, cj) in ci.iter().enumerate() {
+                // SAFETY: each `out` row is 16 floats and `4 j + 4 <= 16`.
+                unsafe { vst1q_f32(out.as_mut_ptr().add(4 * j), *cj) };
+            }
+        }
+    }
+}
+
+/// The wasm32 `simd128` micro-kernel: the portable kernel's arithmetic (multiply, then add:
+/// simd128 has no fused multiply-add) on four 4-lane vectors per row.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[allow(unsafe_code)]
+mod simd128 {
+    use core::arch::wasm32::{f32x4_add, f32x4_mul, f32x4_splat, v128, v128_load, v128_store};
+
+    use super::{MR, NR};
+
+    /// Same contract as `portable::micro`.
+    pub(super) fn micro(
+        xs: &[f32],
+        rows: usize,
+        k: usize,
+        panel: &[f32],
+        bias: &[f32; NR],
+        acc: &mut [[f32; NR]; MR],
+    ) {
+        assert!((1..=MR).contains(&rows), "rows");
+        assert!(xs.len() >= rows * k, "x block");
+        assert!(panel.len() >= k * NR, "panel");
+        match rows {
+            1 => kernel::<1>(xs, k, panel, bias, acc),
+            2 => kernel::<2>(xs, k, panel, bias, acc),
+            3 => kernel::<3>(xs, k, panel, bias, acc),
+            4 => kernel::<4>(xs, k, panel, bias, acc),
+            5 => kernel::<5>(xs, k, panel, bias, acc),
+            _ => kernel::<6>(xs, k, panel, bias, acc),
+        }
+    }
+
+    /// Four lanes of `v` from `at` (wasm loads need no alignment).
+    fn load(v: &[f32], at: usize) -> v128 {
+        let lanes = &v[at..at + 4];
+        // SAFETY: `lanes` is 4 floats, 16 bytes; `v128_load` reads them unaligned.
+        unsafe { v128_load(lanes.as_ptr().cast::<v128>()) }
+    }
+
+    fn kernel<const R: usize>(
+        xs: &[f32],
+        k: usize,
+        panel: &[f32],
+        bias: &[f32; NR],
+        acc: &mut [[f32; NR]; MR],
+    ) {
+        let b = [0, 4, 8, 12].map(|o| load(bias, o));
+        let mut c: [[v128; 4]; R] = [b; R];
+        for (kk, row) in panel.chunks_exact(NR).take(k).enumerate() {
+            let w = [0, 4, 8, 12].map(|o| load(row, o));
+            for (i, ci) in c.iter_mut().enumerate() {
+                let a = f32x4_splat(xs[i * k + kk]);
+                for (cj, wj) in ci.iter_mut().zip(w) {
+                    *cj = f32x4_add(*cj, f32x4_mul(a, wj));
+                }
+            }
+        }
+        for (ci, out) in c.iter().zip(acc.iter_mut()) {
+            for (j, cj) in ci.iter().enumerate() {
+                let lanes = &mut out[4 * j..4 * j + 4];
+                // SAFETY: `lanes` is 4 floats, 16 bytes; `v128_store` writes them unaligned.
+                unsafe { v128_store(lanes.as_mut_ptr().cast::<v128>(), *cj) };
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -295,20 +444,18 @@ mod tests {
 
     #[test]
     fn the_portable_and_dispatched_kernels_agree() {
-        let (k, rows) = (11, 4);
+        let k = 11;
         let panel = values(k * NR, 5);
-        let xs = values(rows * k, 6);
+        let xs = values(MR * k, 6);
         let bias: [f32; NR] = values(NR, 7).try_into().unwrap();
         let (mut a, mut b) = ([[0f32; NR]; MR], [[0f32; NR]; MR]);
-        portable::micro(&xs, rows, k, &panel, &bias, &mut a);
-        if use_avx2() {
-            avx2::micro(&xs, rows, k, &panel, &bias, &mut b);
-        } else {
-            portable::micro(&xs, rows, k, &panel, &bias, &mut b);
-        }
-        for (ra, rb) in a.iter().zip(&b).take(rows) {
-            for (x, y) in ra.iter().zip(rb) {
-                assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+        for rows in 1..=MR {
+            portable::micro(&xs, rows, k, &panel, &bias, &mut a);
+            micro()(&xs, rows, k, &panel, &bias, &mut b);
+            for (ra, rb) in a.iter().zip(&b).take(rows) {
+                for (x, y) in ra.iter().zip(rb) {
+                    assert!((x - y).abs() < 1e-5, "{rows} rows: {x} vs {y}");
+                }
             }
         }
     }
