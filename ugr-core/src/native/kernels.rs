@@ -11,7 +11,7 @@
 //!   in registers (initialised with the bias), and stores only the real columns.
 //!
 //! Every micro-kernel computes the same sums in the same order per output (k ascending, one
-//! multiply-add each), so they agree to rounding ([`micro`] picks one):
+//! multiply-add each), so they agree to rounding (`micro` picks one):
 //!
 //! - `portable`: plain Rust over fixed-size arrays; the reference of the tests, and what
 //!   runs where no other kernel does;
