@@ -573,11 +573,7 @@ impl Engine {
     }
 
     fn new_scratch(&self) -> ServedCache<EngineCache> {
-        ServedModel {
-            model: &self.model,
-            map: &self.served().map,
-        }
-        .new_cache()
+        ServedCache::new(self.model.new_cache())
     }
 
     /// One batched search, reusing `scratch` (the model's KV cache and the remapped item

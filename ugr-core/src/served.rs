@@ -188,6 +188,17 @@ pub struct ServedCache<C> {
     prefix: Vec<f64>,
 }
 
+impl<C> ServedCache<C> {
+    /// Wraps a model's cache (the remapped item logits start empty).
+    pub(crate) fn new(inner: C) -> ServedCache<C> {
+        ServedCache {
+            inner,
+            items: Vec::new(),
+            prefix: Vec::new(),
+        }
+    }
+}
+
 impl<M: SidModel> SidModel for ServedModel<'_, M> {
     type Cache = ServedCache<M::Cache>;
     type Error = M::Error;
@@ -197,11 +208,7 @@ impl<M: SidModel> SidModel for ServedModel<'_, M> {
     }
 
     fn new_cache(&self) -> Self::Cache {
-        ServedCache {
-            inner: self.model.new_cache(),
-            items: Vec::new(),
-            prefix: Vec::new(),
-        }
+        ServedCache::new(self.model.new_cache())
     }
 
     fn prefill(

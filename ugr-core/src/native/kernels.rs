@@ -124,6 +124,31 @@ impl PackedLinear {
     }
 }
 
+/// Calls `kernel::<R>(args)` with the constant `R` equal to `rows` (`1..=MR`): each row count
+/// has its own unrolled kernel. (Unused where no SIMD kernel exists.)
+#[allow(unused_macros)]
+macro_rules! with_rows {
+    ($rows:expr, $kernel:ident($($arg:expr),*)) => {
+        match $rows {
+            1 => $kernel::<1>($($arg),*),
+            2 => $kernel::<2>($($arg),*),
+            3 => $kernel::<3>($($arg),*),
+            4 => $kernel::<4>($($arg),*),
+            5 => $kernel::<5>($($arg),*),
+            _ => $kernel::<6>($($arg),*),
+        }
+    };
+}
+
+/// The bounds every SIMD micro-kernel relies on: `1 <= rows <= MR`, `rows * k` floats of `xs`,
+/// `k * NR` of `panel`. (Unused where no SIMD kernel exists.)
+#[allow(dead_code)]
+fn check_block(xs: &[f32], rows: usize, k: usize, panel: &[f32]) {
+    assert!((1..=MR).contains(&rows), "rows");
+    assert!(xs.len() >= rows * k, "x block");
+    assert!(panel.len() >= k * NR, "panel");
+}
+
 /// A micro-kernel: `acc[i][c] = bias[c] + sum_kk xs[i * k + kk] * panel[kk * NR + c]` for
 /// `i < rows` (`1 <= rows <= MR`, `xs` at least `rows * k` floats, `panel` `k * NR`).
 type Micro = fn(&[f32], usize, usize, &[f32], &[f32; NR], &mut [[f32; NR]; MR]);
@@ -203,23 +228,12 @@ mod avx2 {
         bias: &[f32; NR],
         acc: &mut [[f32; NR]; MR],
     ) {
-        assert!((1..=MR).contains(&rows), "rows");
-        assert!(xs.len() >= rows * k, "x block");
-        assert!(panel.len() >= k * NR, "panel");
+        super::check_block(xs, rows, k, panel);
         let (x, p) = (xs.as_ptr(), panel.as_ptr());
         // SAFETY: `apply` calls this only when `use_avx2()` saw AVX2 and FMA on this CPU
         // (or they are enabled at compile time); `kernel::<R>` reads `R * k` floats of `xs`
-        // and `k * NR` of `panel`, both asserted above, with `R == rows`.
-        unsafe {
-            match rows {
-                1 => kernel::<1>(x, k, p, bias, acc),
-                2 => kernel::<2>(x, k, p, bias, acc),
-                3 => kernel::<3>(x, k, p, bias, acc),
-                4 => kernel::<4>(x, k, p, bias, acc),
-                5 => kernel::<5>(x, k, p, bias, acc),
-                _ => kernel::<6>(x, k, p, bias, acc),
-            }
-        }
+        // and `k * NR` of `panel`, both checked by `check_block` above, with `R == rows`.
+        unsafe { with_rows!(rows, kernel(x, k, p, bias, acc)) }
     }
 
     /// `R` rows (a constant, so the row loop unrolls into `2 R` accumulators in registers).
@@ -281,22 +295,11 @@ mod neon {
         bias: &[f32; NR],
         acc: &mut [[f32; NR]; MR],
     ) {
-        assert!((1..=MR).contains(&rows), "rows");
-        assert!(xs.len() >= rows * k, "x block");
-        assert!(panel.len() >= k * NR, "panel");
+        super::check_block(xs, rows, k, panel);
         let (x, p) = (xs.as_ptr(), panel.as_ptr());
         // SAFETY: NEON is part of every aarch64 CPU; `kernel::<R>` reads `R * k` floats of
-        // `xs` and `k * NR` of `panel`, both asserted above, with `R == rows`.
-        unsafe {
-            match rows {
-                1 => kernel::<1>(x, k, p, bias, acc),
-                2 => kernel::<2>(x, k, p, bias, acc),
-                3 => kernel::<3>(x, k, p, bias, acc),
-                4 => kernel::<4>(x, k, p, bias, acc),
-                5 => kernel::<5>(x, k, p, bias, acc),
-                _ => kernel::<6>(x, k, p, bias, acc),
-            }
-        }
+        // `xs` and `k * NR` of `panel`, both checked by `check_block` above, with `R == rows`.
+        unsafe { with_rows!(rows, kernel(x, k, p, bias, acc)) }
     }
 
     /// `R` rows (a constant, so the row loop unrolls into `4 R` accumulators in registers).
@@ -350,17 +353,8 @@ mod simd128 {
         bias: &[f32; NR],
         acc: &mut [[f32; NR]; MR],
     ) {
-        assert!((1..=MR).contains(&rows), "rows");
-        assert!(xs.len() >= rows * k, "x block");
-        assert!(panel.len() >= k * NR, "panel");
-        match rows {
-            1 => kernel::<1>(xs, k, panel, bias, acc),
-            2 => kernel::<2>(xs, k, panel, bias, acc),
-            3 => kernel::<3>(xs, k, panel, bias, acc),
-            4 => kernel::<4>(xs, k, panel, bias, acc),
-            5 => kernel::<5>(xs, k, panel, bias, acc),
-            _ => kernel::<6>(xs, k, panel, bias, acc),
-        }
+        super::check_block(xs, rows, k, panel);
+        with_rows!(rows, kernel(xs, k, panel, bias, acc))
     }
 
     /// Four lanes of `v` from `at` (wasm loads need no alignment).
