@@ -113,8 +113,9 @@ fn read_npy(path: &Path) -> Result<Embeddings, EmbeddingError> {
 }
 
 /// Refuses a `.npy` whose header length or shape claims more than the file holds, before the
-/// reader allocates what the header says (a corrupt header once asked for 2.6 GB).
-fn check_npy_sizes(bytes: &[u8]) -> Result<(), String> {
+/// reader allocates what the header says (a corrupt header once asked for 2.6 GB). Assumes
+/// elements of at least 4 bytes.
+pub fn check_npy_sizes(bytes: &[u8]) -> Result<(), String> {
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err("not a .npy file (bad magic)".into());
     }

@@ -77,13 +77,18 @@ impl Histories {
 
     /// Reads what [`Histories::write`] wrote, checking the offsets.
     pub fn read(dir: &Path) -> Result<Histories> {
-        let read = |name: &str| -> Result<std::fs::File> {
+        // The whole file first, so that a header claiming more than the file holds is refused
+        // before anything is allocated for it.
+        let read = |name: &str| -> Result<Vec<u8>> {
             let path = dir.join(name);
-            std::fs::File::open(&path).with_context(|| format!("reading {}", path.display()))
+            let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            crate::data::embeddings::check_npy_sizes(&bytes)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            Ok(bytes)
         };
-        let users = ndarray::Array1::<u32>::read_npy(read(USERS_FILE)?).context(USERS_FILE)?;
-        let values = ndarray::Array1::<u32>::read_npy(read(VALUES_FILE)?).context(VALUES_FILE)?;
-        let offsets = ndarray::Array1::<u64>::read_npy(read(OFFSETS_FILE)?).context(OFFSETS_FILE)?;
+        let users = ndarray::Array1::<u32>::read_npy(&read(USERS_FILE)?[..]).context(USERS_FILE)?;
+        let values = ndarray::Array1::<u32>::read_npy(&read(VALUES_FILE)?[..]).context(VALUES_FILE)?;
+        let offsets = ndarray::Array1::<u64>::read_npy(&read(OFFSETS_FILE)?[..]).context(OFFSETS_FILE)?;
         let h = Histories {
             users: users.to_vec(),
             values: values.iter().map(|&v| ItemId::new(v)).collect(),
