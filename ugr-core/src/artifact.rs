@@ -17,6 +17,15 @@
 //! (the test suite flips every byte and truncates at every length of a small artifact).
 //! A new format version is a new number; readers refuse versions they do not know.
 //!
+//! # Borrowed reading
+//!
+//! [`BundleRef::from_bytes`] decodes the same bytes without copying the model section: the
+//! graphs and the weight section stay slices of the input ([`ModelSectionRef`]); only the
+//! catalog, the calibration map and the titles are decoded into owned values. This is how
+//! an engine opens an artifact (from a memory map on `std`, from the caller's buffer
+//! otherwise), so that opening never holds a second copy of the file.
+//! [`Bundle::from_bytes`] is the same reader followed by one copy of the section.
+//!
 //! ```
 //! use ugr_core::{Bundle, CatalogBuilder, Error, ItemId, Sid, SidVocab};
 //! let mut b = CatalogBuilder::new(SidVocab::new(&[4, 4])?);
@@ -78,6 +87,148 @@ pub struct Blob {
     pub bytes: Vec<u8>,
 }
 
+/// An artifact's content with its model section borrowed from the artifact's bytes (see
+/// the module docs). Same encoding as [`Bundle`].
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct BundleRef<'a> {
+    /// Vocabulary, items, SIDs and trie.
+    pub catalog: Catalog,
+    /// Monotone map from raw to calibrated confidence.
+    pub calibration: Option<Calibration>,
+    /// Item titles, parallel to [`Catalog::item_ids`].
+    pub titles: Option<Vec<String>>,
+    /// The exported model, borrowed.
+    #[serde(borrow)]
+    pub model: Option<ModelSectionRef<'a>>,
+}
+
+/// A [`ModelSection`] whose strings and bytes are borrowed. Same encoding.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelSectionRef<'a> {
+    /// The model configuration as JSON.
+    pub config_json: &'a str,
+    /// Named graphs and blobs.
+    #[serde(borrow)]
+    pub graphs: Vec<BlobRef<'a>>,
+}
+
+/// A [`Blob`] borrowed. Same encoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobRef<'a> {
+    /// Name.
+    pub name: &'a str,
+    /// Content.
+    pub bytes: &'a [u8],
+}
+
+impl ModelSection {
+    /// The section borrowed (what the backends read).
+    pub fn view(&self) -> ModelSectionRef<'_> {
+        ModelSectionRef {
+            config_json: &self.config_json,
+            graphs: self
+                .graphs
+                .iter()
+                .map(|b| BlobRef {
+                    name: &b.name,
+                    bytes: &b.bytes,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl ModelSectionRef<'_> {
+    /// The blob named `name`.
+    pub fn blob(&self, name: &str) -> Option<&[u8]> {
+        self.graphs.iter().find(|b| b.name == name).map(|b| b.bytes)
+    }
+
+    /// An owned copy.
+    pub fn to_owned(&self) -> ModelSection {
+        ModelSection {
+            config_json: self.config_json.into(),
+            graphs: self
+                .graphs
+                .iter()
+                .map(|b| Blob {
+                    name: b.name.into(),
+                    bytes: b.bytes.to_vec(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl<'a> BundleRef<'a> {
+    /// Reads and fully validates an artifact, borrowing its model section from `bytes`.
+    pub fn from_bytes(bytes: &'a [u8]) -> Result<BundleRef<'a>> {
+        BundleRef::from_bytes_releasing(bytes, &mut |_| {})
+    }
+
+    /// As [`from_bytes`](Self::from_bytes); `done` is told each range of `bytes` (at most
+    /// [`CHECKSUM_CHUNK`] long) once the checksum has read it, so that a memory-mapped
+    /// caller can let those pages go before the next are read.
+    pub fn from_bytes_releasing(
+        bytes: &'a [u8],
+        done: &mut dyn FnMut(core::ops::Range<usize>),
+    ) -> Result<BundleRef<'a>> {
+        let header = read_header(bytes)?;
+        let mut h = crc32fast::Hasher::new();
+        h.update(&bytes[..24]);
+        let mut at = HEADER_LEN;
+        while at < bytes.len() {
+            let end = bytes.len().min(at + CHECKSUM_CHUNK);
+            h.update(&bytes[at..end]);
+            done(at..end);
+            at = end;
+        }
+        let computed = h.finalize();
+        if computed != header.checksum {
+            return Err(Error::ChecksumMismatch {
+                stored: header.checksum,
+                computed,
+            });
+        }
+        let (bundle, rest): (BundleRef<'a>, &[u8]) = postcard::take_from_bytes(&bytes[HEADER_LEN..])?;
+        if !rest.is_empty() {
+            return Err(Error::Corrupt("payload has bytes after the bundle"));
+        }
+        bundle.validate()?;
+        Ok(bundle)
+    }
+
+    /// Checks the invariants of the decoded parts (as [`Bundle::validate`]).
+    fn validate(&self) -> Result<()> {
+        validate_parts(&self.catalog, self.calibration.as_ref(), self.titles.as_deref())
+    }
+
+    /// An owned bundle (copies the model section).
+    pub fn into_owned(self) -> Bundle {
+        Bundle {
+            model: self.model.as_ref().map(ModelSectionRef::to_owned),
+            catalog: self.catalog,
+            calibration: self.calibration,
+            titles: self.titles,
+        }
+    }
+}
+
+/// Bytes the checksum reads between two calls of the `done` hint of
+/// [`BundleRef::from_bytes_releasing`].
+pub const CHECKSUM_CHUNK: usize = 1 << 22;
+
+fn validate_parts(catalog: &Catalog, calibration: Option<&Calibration>, titles: Option<&[String]>) -> Result<()> {
+    catalog.validate()?;
+    if let Some(c) = calibration {
+        c.validate().map_err(|_| Error::Corrupt("calibration map"))?;
+    }
+    if titles.is_some_and(|t| t.len() != catalog.len()) {
+        return Err(Error::Corrupt("titles do not match the catalog"));
+    }
+    Ok(())
+}
+
 /// The fixed-size header of an artifact.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
@@ -103,18 +254,7 @@ impl Bundle {
     /// Checks the bundle's invariants (done by [`from_bytes`](Self::from_bytes) and
     /// [`to_bytes`](Self::to_bytes)).
     pub fn validate(&self) -> Result<()> {
-        self.catalog.validate()?;
-        if let Some(c) = &self.calibration {
-            c.validate().map_err(|_| Error::Corrupt("calibration map"))?;
-        }
-        if self
-            .titles
-            .as_ref()
-            .is_some_and(|t| t.len() != self.catalog.len())
-        {
-            return Err(Error::Corrupt("titles do not match the catalog"));
-        }
-        Ok(())
+        validate_parts(&self.catalog, self.calibration.as_ref(), self.titles.as_deref())
     }
 
     /// Serialises to the artifact layout (header + checksum + postcard payload).
@@ -132,23 +272,10 @@ impl Bundle {
         Ok(out)
     }
 
-    /// Reads and fully validates an artifact.
+    /// Reads and fully validates an artifact ([`BundleRef::from_bytes`], then one copy of
+    /// the model section).
     pub fn from_bytes(bytes: &[u8]) -> Result<Bundle> {
-        let header = read_header(bytes)?;
-        let payload = &bytes[HEADER_LEN..];
-        let computed = checksum(&bytes[..24], payload);
-        if computed != header.checksum {
-            return Err(Error::ChecksumMismatch {
-                stored: header.checksum,
-                computed,
-            });
-        }
-        let (bundle, rest): (Bundle, &[u8]) = postcard::take_from_bytes(payload)?;
-        if !rest.is_empty() {
-            return Err(Error::Corrupt("payload has bytes after the bundle"));
-        }
-        bundle.validate()?;
-        Ok(bundle)
+        Ok(BundleRef::from_bytes(bytes)?.into_owned())
     }
 }
 

@@ -19,9 +19,11 @@ use crate::native::{NativeCache, NativeError, NativeModel};
 use crate::onnx::{OnnxError, TractCache, TractModel};
 use crate::served::{ItemMap, ServedCache, ServedModel};
 use crate::sync::Lock;
+#[cfg(feature = "std")]
+use crate::mapped::ArtifactFile;
 use crate::{
-    Availability, BeamSearch, Bundle, Calibration, Catalog, Constraints, Error, ItemId, ModelSection,
-    Normalization, Recommendations, Request, Result, SearchOptions, Sid, SidModel, Step,
+    Availability, BeamSearch, Bundle, BundleRef, Calibration, Catalog, Constraints, Error, ItemId, ModelSection,
+    ModelSectionRef, Normalization, Recommendations, Request, Result, SearchOptions, Sid, SidModel, Step,
 };
 
 /// The backend that runs an engine's model.
@@ -104,7 +106,7 @@ pub enum EngineModelError {
 impl EngineModel {
     /// Opens `section` for `catalog` with the chosen backend.
     pub fn open(
-        section: &ModelSection,
+        section: &ModelSectionRef<'_>,
         catalog: Arc<Catalog>,
         choice: BackendChoice,
     ) -> core::result::Result<EngineModel, EngineModelError> {
@@ -367,21 +369,29 @@ impl Engine {
     }
 
     /// Opens an artifact file (checked as [`open`](Engine::open) does) with the chosen backend.
+    ///
+    /// On Unix the file is memory-mapped while the engine is built, and pages are let go as
+    /// soon as they have been read, so that opening holds about what the engine keeps, not
+    /// the file besides it; the engine holds no map afterwards. Replace an artifact file by
+    /// renaming a new one over it, never by rewriting it in place (see `docs/serving.md`).
     #[cfg(feature = "std")]
     pub fn open_with(path: impl AsRef<std::path::Path>, choice: BackendChoice) -> Result<Engine> {
-        let bytes = read_artifact_file(path.as_ref(), Self::MAX_ARTIFACT_BYTES)?;
-        Engine::from_bytes_with(&bytes, choice)
+        let file = ArtifactFile::open(path.as_ref(), Self::MAX_ARTIFACT_BYTES).map_err(Error::Io)?;
+        let release = |part: &[u8]| file.release(part);
+        let view = BundleRef::from_bytes_releasing(file.bytes(), &mut |r| release(&file.bytes()[r]))?;
+        Engine::from_view(view, choice, &release)
     }
 
     /// Opens an artifact from bytes (validated: see [`Bundle::from_bytes`]) with
-    /// [`BackendChoice::Auto`].
+    /// [`BackendChoice::Auto`]. The bytes are read in place, not copied: the engine keeps
+    /// only what it decodes (catalog, packed weights).
     pub fn from_bytes(bytes: &[u8]) -> Result<Engine> {
         Engine::from_bytes_with(bytes, BackendChoice::Auto)
     }
 
     /// Opens an artifact from bytes with the chosen backend.
     pub fn from_bytes_with(bytes: &[u8], choice: BackendChoice) -> Result<Engine> {
-        Engine::from_bundle_with(Bundle::from_bytes(bytes)?, choice)
+        Engine::from_view(BundleRef::from_bytes(bytes)?, choice, &|_| {})
     }
 
     /// Opens a validated bundle ([`BackendChoice::Auto`]).
@@ -391,20 +401,39 @@ impl Engine {
 
     /// Opens a validated bundle with the chosen backend.
     pub fn from_bundle_with(bundle: Bundle, choice: BackendChoice) -> Result<Engine> {
-        let section = bundle
+        let Bundle {
+            catalog,
+            calibration,
+            titles,
+            model,
+        } = bundle;
+        let view = BundleRef {
+            catalog,
+            calibration,
+            titles,
+            model: model.as_ref().map(ModelSection::view),
+        };
+        Engine::from_view(view, choice, &|_| {})
+    }
+
+    /// Builds the engine from a decoded artifact whose model section is borrowed; `release`
+    /// is told each part of the section once it has been read (see [`open_with`](Self::open_with)).
+    fn from_view(view: BundleRef<'_>, choice: BackendChoice, release: &dyn Fn(&[u8])) -> Result<Engine> {
+        let section = view
             .model
             .as_ref()
             .ok_or(Error::Corrupt("the artifact has no model"))?;
-        let served = Arc::new(bundle.catalog.clone());
+        let model_fingerprint = model_fingerprint(section, release);
+        let served = Arc::new(view.catalog);
         let model_catalog = crate::served::model_catalog(section, &served)?;
         let model = EngineModel::open(section, Arc::clone(&model_catalog), choice)
             .map_err(|e| Error::Model(Box::new(e)))?;
-        let served = ServedCatalog::new(served, bundle.titles, &model_catalog)?;
+        let served = ServedCatalog::new(served, view.titles, &model_catalog)?;
         Ok(Engine {
             model,
-            model_fingerprint: model_fingerprint(section),
+            model_fingerprint,
             model_catalog,
-            calibration: bundle.calibration,
+            calibration: view.calibration,
             served: Lock::new(Arc::new(served)),
         })
     }
@@ -454,8 +483,10 @@ impl Engine {
     /// `path` (read as [`open`](Engine::open) reads one).
     #[cfg(feature = "std")]
     pub fn replace_catalog_from_path(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
-        let bytes = read_artifact_file(path.as_ref(), Self::MAX_ARTIFACT_BYTES)?;
-        self.replace_catalog_from(Bundle::from_bytes(&bytes)?)
+        let file = ArtifactFile::open(path.as_ref(), Self::MAX_ARTIFACT_BYTES).map_err(Error::Io)?;
+        let release = |part: &[u8]| file.release(part);
+        let view = BundleRef::from_bytes_releasing(file.bytes(), &mut |r| release(&file.bytes()[r]))?;
+        self.replace_catalog_from_view(view, &release)
     }
 
     /// Replaces the served catalog with that of `bundle`, an artifact of the same model
@@ -463,16 +494,32 @@ impl Engine {
     /// catalog and titles, as [`replace_catalog`](Engine::replace_catalog) does. An artifact
     /// of another model (other weights, graphs or SID table) is refused.
     pub fn replace_catalog_from(&self, bundle: Bundle) -> Result<()> {
-        let section = bundle
+        let Bundle {
+            catalog,
+            calibration,
+            titles,
+            model,
+        } = bundle;
+        let view = BundleRef {
+            catalog,
+            calibration,
+            titles,
+            model: model.as_ref().map(ModelSection::view),
+        };
+        self.replace_catalog_from_view(view, &|_| {})
+    }
+
+    fn replace_catalog_from_view(&self, view: BundleRef<'_>, release: &dyn Fn(&[u8])) -> Result<()> {
+        let section = view
             .model
             .as_ref()
             .ok_or(Error::Corrupt("the artifact has no model"))?;
-        let served = Arc::new(bundle.catalog);
+        let served = Arc::new(view.catalog);
         let model_catalog = crate::served::model_catalog(section, &served)?;
         let same_sids = model_catalog.sid_count() == self.model_catalog.sid_count()
             && (0..model_catalog.sid_count() as u32)
                 .all(|s| model_catalog.sid(s) == self.model_catalog.sid(s));
-        if model_fingerprint(section) != self.model_fingerprint || !same_sids {
+        if model_fingerprint(section, release) != self.model_fingerprint || !same_sids {
             return Err(Error::InvalidOption {
                 name: "catalog",
                 reason: "the artifact holds another model than the engine's",
@@ -480,7 +527,7 @@ impl Engine {
         }
         drop(model_catalog);
         let catalog = Arc::try_unwrap(served).unwrap_or_else(|c| (*c).clone());
-        self.replace_catalog(catalog, bundle.titles)
+        self.replace_catalog(catalog, view.titles)
     }
 
     /// Whether the artifact carries a calibration map for the confidence.
@@ -702,7 +749,8 @@ impl Engine {
 }
 
 /// CRC-32 of the model section without its SID table: equal for two artifacts of one model.
-fn model_fingerprint(section: &ModelSection) -> u32 {
+/// `release` is told each blob once hashed.
+fn model_fingerprint(section: &ModelSectionRef<'_>, release: &dyn Fn(&[u8])) -> u32 {
     let mut h = crc32fast::Hasher::new();
     h.update(section.config_json.as_bytes());
     for blob in section
@@ -713,37 +761,10 @@ fn model_fingerprint(section: &ModelSection) -> u32 {
         h.update(&(blob.name.len() as u64).to_le_bytes());
         h.update(blob.name.as_bytes());
         h.update(&(blob.bytes.len() as u64).to_le_bytes());
-        h.update(&blob.bytes);
+        for chunk in blob.bytes.chunks(crate::artifact::CHECKSUM_CHUNK) {
+            h.update(chunk);
+            release(chunk);
+        }
     }
     h.finalize()
-}
-
-/// Reads a regular file of at most `limit` bytes: opened without blocking (Unix), then
-/// checked through its descriptor, so what is checked is what is read.
-#[cfg(feature = "std")]
-fn read_artifact_file(path: &std::path::Path, limit: u64) -> Result<Vec<u8>> {
-    use std::io::Read;
-    let invalid = |what: &str| Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, what));
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NONBLOCK);
-    }
-    let file = options.open(path).map_err(Error::Io)?;
-    let meta = file.metadata().map_err(Error::Io)?;
-    if !meta.is_file() {
-        return Err(invalid("not a regular file"));
-    }
-    if meta.len() > limit {
-        return Err(invalid("larger than Engine::MAX_ARTIFACT_BYTES"));
-    }
-    // The file may grow between the check and the read: read one byte past the limit at most.
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(limit + 1).read_to_end(&mut bytes).map_err(Error::Io)?;
-    if bytes.len() as u64 > limit {
-        return Err(invalid("larger than Engine::MAX_ARTIFACT_BYTES"));
-    }
-    Ok(bytes)
 }

@@ -66,6 +66,8 @@ pub mod engine;
 mod error;
 pub mod history;
 pub mod ids;
+#[cfg(all(feature = "std", any(feature = "native", feature = "onnx")))]
+mod mapped;
 pub mod math;
 pub mod metrics;
 pub mod model;
@@ -81,7 +83,7 @@ mod sync;
 pub mod trie;
 pub mod vocab;
 
-pub use artifact::{Blob, Bundle, ModelSection};
+pub use artifact::{Blob, BlobRef, Bundle, BundleRef, ModelSection, ModelSectionRef};
 pub use availability::Availability;
 pub use catalog::{Catalog, CatalogBuilder, CatalogStats};
 pub use confidence::Calibration;

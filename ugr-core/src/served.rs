@@ -22,7 +22,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::ops::Range;
 
-use crate::artifact::{Blob, Bundle, ModelSection};
+use crate::artifact::{Blob, Bundle, ModelSection, ModelSectionRef};
 use crate::catalog::{Catalog, CatalogBuilder};
 use crate::error::{Error, Result};
 use crate::ids::ItemId;
@@ -35,17 +35,16 @@ pub const MODEL_SIDS_BLOB: &str = "model_sids";
 
 /// The model's SID table as a catalog (item `i` = SID `i`), or `served` itself when the
 /// section has no `model_sids` blob (the model serves its own catalog).
-pub fn model_catalog(section: &ModelSection, served: &Arc<Catalog>) -> Result<Arc<Catalog>> {
-    let Some(blob) = section.graphs.iter().find(|b| b.name == MODEL_SIDS_BLOB) else {
+pub fn model_catalog(section: &ModelSectionRef<'_>, served: &Arc<Catalog>) -> Result<Arc<Catalog>> {
+    let Some(bytes) = section.blob(MODEL_SIDS_BLOB) else {
         return Ok(Arc::clone(served));
     };
     let vocab = *served.vocab();
     let levels = vocab.levels();
-    if blob.bytes.is_empty() || blob.bytes.len() % (2 * levels) != 0 {
+    if bytes.is_empty() || bytes.len() % (2 * levels) != 0 {
         return Err(Error::Corrupt("model SID table length"));
     }
-    let codes: Vec<u16> = blob
-        .bytes
+    let codes: Vec<u16> = bytes
         .chunks_exact(2)
         .map(|b| u16::from_le_bytes([b[0], b[1]]))
         .collect();
@@ -272,7 +271,7 @@ pub fn change_catalog(
         .as_mut()
         .ok_or(Error::Corrupt("the artifact has no model"))?;
     let served = Arc::new(bundle.catalog);
-    let model = model_catalog(section, &served)?;
+    let model = model_catalog(&section.view(), &served)?;
     write_model_sids(section, &model);
     let mut removed: Vec<ItemId> = remove.to_vec();
     removed.sort_unstable();
@@ -358,15 +357,15 @@ mod tests {
             config_json: "{}".into(),
             graphs: Vec::new(),
         };
-        assert!(Arc::ptr_eq(&model_catalog(&section, &served).unwrap(), &served));
+        assert!(Arc::ptr_eq(&model_catalog(&section.view(), &served).unwrap(), &served));
         write_model_sids(&mut section, &model);
-        let back = model_catalog(&section, &served).unwrap();
+        let back = model_catalog(&section.view(), &served).unwrap();
         assert_eq!(back.sid_count(), 4);
         assert!((0..4).all(|s| back.sid(s) == model.sid(s)));
         // A corrupt table is a typed error.
         for bytes in [vec![1u8, 0, 0], vec![0, 0, 1, 0, 0, 0, 0, 0], vec![9, 0, 0, 0]] {
             section.graphs.last_mut().unwrap().bytes = bytes;
-            assert!(matches!(model_catalog(&section, &served), Err(Error::Corrupt(_))));
+            assert!(matches!(model_catalog(&section.view(), &served), Err(Error::Corrupt(_))));
         }
     }
 }

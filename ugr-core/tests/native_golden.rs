@@ -102,3 +102,50 @@ fn native_answers_the_golden_lists() {
 fn tract_answers_the_golden_lists() {
     check(BackendChoice::Tract);
 }
+
+/// The tiny model with every weight rounded to f16, stored as `dtype`.
+fn rounded_to_f16(dtype: ugr_core::native::WeightType) -> Vec<u8> {
+    use ugr_core::native::{WEIGHTS_BLOB, WeightFile, WeightTensor};
+    let mut bundle = ugr_core::Bundle::from_bytes(&std::fs::read(data("tiny-model.ugr")).unwrap()).unwrap();
+    let section = bundle.model.as_mut().unwrap();
+    let blob = section.graphs.iter_mut().find(|b| b.name == WEIGHTS_BLOB).unwrap();
+    let mut file = WeightFile::from_bytes(&blob.bytes).unwrap();
+    for t in &mut file.tensors {
+        let rounded: Vec<f32> = t
+            .to_f32()
+            .unwrap()
+            .iter()
+            .map(|&v| half::f16::from_f32(v).to_f32())
+            .collect();
+        *t = WeightTensor::from_f32(&t.name, &t.dims, &rounded, dtype);
+    }
+    blob.bytes = file.to_bytes().unwrap();
+    bundle.to_bytes().unwrap()
+}
+
+/// f16 weights stay f16 in memory and are widened in the kernel: the engine answers exactly
+/// what the same values stored as f32 give (same sums, same order).
+#[test]
+fn f16_weights_answer_what_their_f32_values_answer() {
+    use ugr_core::native::WeightType;
+    let f16 = Engine::from_bytes_with(&rounded_to_f16(WeightType::F16), BackendChoice::Native).unwrap();
+    let f32 = Engine::from_bytes_with(&rounded_to_f16(WeightType::F32), BackendChoice::Native).unwrap();
+    let (a, b) = (answers(&f16), answers(&f32));
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.items, y.items, "history {:?}", x.history);
+        assert_eq!(x.scores, y.scores, "history {:?}", x.history);
+    }
+}
+
+/// Opening a file (memory-mapped on Unix) and opening its bytes give one engine.
+#[test]
+fn a_file_opened_and_its_bytes_answer_alike() {
+    let path = data("tiny-model.ugr");
+    let mapped = Engine::open_with(&path, BackendChoice::Native).unwrap();
+    let read = Engine::from_bytes_with(&std::fs::read(&path).unwrap(), BackendChoice::Native).unwrap();
+    let (a, b) = (answers(&mapped), answers(&read));
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!((&x.items, &x.scores), (&y.items, &y.scores));
+    }
+}

@@ -1,11 +1,15 @@
 //! The native backend's matrix kernel: `y = x . W^T + b` against weights packed once at load.
 //!
-//! This is the only module of ugr-core with `unsafe` code (the SIMD micro-kernels'
-//! intrinsics: loads and stores through pointers). Every other path is safe Rust:
+//! This module and `mapped.rs` (the memory map of an artifact file) are the only ones of
+//! ugr-core with `unsafe` code; here, the SIMD micro-kernels' intrinsics (loads and stores
+//! through pointers). Every other path is safe Rust:
 //!
 //! - [`PackedLinear::new`] re-lays `W` (`[n, k]`, row-major, as checkpoints store a linear
 //!   layer) into panels of [`NR`] output columns, `k`-major, zero-padded: the micro-kernel
 //!   then reads each panel row with two contiguous 8-lane loads;
+//!   [`PackedLinear::from_le_bytes`] does the same from the artifact's bytes and keeps f16
+//!   weights as f16: [`PackedLinear::apply`] widens one panel at a time (`k * NR` values,
+//!   F16C where the CPU has it) and runs the f32 micro-kernel on it;
 //! - [`PackedLinear::apply`] walks every panel and, for each, `x` in blocks of up to [`MR`]
 //!   rows of near-equal size, one micro-kernel call each, accumulating `rows x NR` outputs
 //!   in registers (initialised with the bias), and stores only the real columns.
@@ -30,6 +34,8 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
+use super::weights::WeightType;
+
 /// Output columns per panel (two 8-lane AVX registers).
 pub const NR: usize = 16;
 /// Rows per micro-kernel call.
@@ -42,10 +48,32 @@ pub struct PackedLinear {
     k: usize,
     /// Output width.
     n: usize,
-    /// `ceil(n / NR)` panels of `k * NR` floats.
-    panels: Vec<f32>,
+    /// `ceil(n / NR)` panels of `k * NR` values, in the stored type.
+    panels: Panels,
     /// `ceil(n / NR) * NR` floats (zeros when the layer has no bias, and past `n`).
     bias: Vec<f32>,
+}
+
+/// Packed values: f32, or f16 widened one panel at a time inside [`PackedLinear::apply`]
+/// (half the memory and memory traffic; the same sums as f32 weights holding the f16 values).
+#[derive(Clone, Debug)]
+enum Panels {
+    F32(Vec<f32>),
+    F16(Vec<half::f16>),
+}
+
+/// `[n, k]` row-major values re-laid into panels of `NR` columns, `k`-major, zero-padded.
+fn pack<T: Copy + Default>(n: usize, k: usize, value: impl Fn(usize) -> T) -> Vec<T> {
+    let np = n.div_ceil(NR);
+    let mut panels = vec![T::default(); np * k * NR];
+    for j in 0..n {
+        let (p, c) = (j / NR, j % NR);
+        let panel = &mut panels[p * k * NR..(p + 1) * k * NR];
+        for kk in 0..k {
+            panel[kk * NR + c] = value(j * k + kk);
+        }
+    }
+    panels
 }
 
 impl PackedLinear {
@@ -55,26 +83,49 @@ impl PackedLinear {
     /// When the lengths do not match `n` and `k` (callers check shapes first).
     pub fn new(w: &[f32], bias: Option<&[f32]>, n: usize, k: usize) -> PackedLinear {
         assert_eq!(w.len(), n * k, "weight length");
-        let np = n.div_ceil(NR);
-        let mut panels = vec![0f32; np * k * NR];
-        for (j, row) in w.chunks_exact(k.max(1)).enumerate().take(n) {
-            let (p, c) = (j / NR, j % NR);
-            let panel = &mut panels[p * k * NR..(p + 1) * k * NR];
-            for (kk, &v) in row.iter().enumerate() {
-                panel[kk * NR + c] = v;
+        PackedLinear::with_panels(Panels::F32(pack(n, k, |i| w[i])), bias, n, k)
+    }
+
+    /// Packs `[n, k]` row-major little-endian values of `dtype` straight from their bytes
+    /// (no alignment needed), keeping f16 as f16. `None` when a value is not finite.
+    ///
+    /// # Panics
+    /// When `data` does not hold `n * k` values or `bias` not `n`.
+    pub fn from_le_bytes(
+        data: &[u8],
+        dtype: WeightType,
+        bias: Option<&[f32]>,
+        n: usize,
+        k: usize,
+    ) -> Option<PackedLinear> {
+        let panels = match dtype {
+            WeightType::F32 => {
+                assert_eq!(data.len(), n * k * 4, "weight length");
+                let at = |i: usize| f32::from_le_bytes([data[4 * i], data[4 * i + 1], data[4 * i + 2], data[4 * i + 3]]);
+                if !(0..n * k).all(|i| at(i).is_finite()) {
+                    return None;
+                }
+                Panels::F32(pack(n, k, at))
             }
-        }
-        let mut b = vec![0f32; np * NR];
+            WeightType::F16 => {
+                assert_eq!(data.len(), n * k * 2, "weight length");
+                let at = |i: usize| half::f16::from_le_bytes([data[2 * i], data[2 * i + 1]]);
+                if !(0..n * k).all(|i| at(i).is_finite()) {
+                    return None;
+                }
+                Panels::F16(pack(n, k, at))
+            }
+        };
+        Some(PackedLinear::with_panels(panels, bias, n, k))
+    }
+
+    fn with_panels(panels: Panels, bias: Option<&[f32]>, n: usize, k: usize) -> PackedLinear {
+        let mut b = vec![0f32; n.div_ceil(NR) * NR];
         if let Some(bias) = bias {
             assert_eq!(bias.len(), n, "bias length");
             b[..n].copy_from_slice(bias);
         }
-        PackedLinear {
-            k,
-            n,
-            panels,
-            bias: b,
-        }
+        PackedLinear { k, n, panels, bias: b }
     }
 
     /// Input width.
@@ -87,6 +138,15 @@ impl PackedLinear {
         self.n
     }
 
+    /// Bytes the packed weights and bias take in memory.
+    pub fn bytes(&self) -> usize {
+        let panels = match &self.panels {
+            Panels::F32(p) => p.len() * 4,
+            Panels::F16(p) => p.len() * 2,
+        };
+        panels + self.bias.len() * 4
+    }
+
     /// `y[m, n] = x[m, k] . W^T + b` for `m = x.len() / k` rows (`y` is overwritten).
     ///
     /// # Panics
@@ -94,32 +154,49 @@ impl PackedLinear {
     pub fn apply(&self, x: &[f32], y: &mut [f32]) {
         let k = self.k;
         assert!(k > 0 && x.len().is_multiple_of(k), "input length");
+        assert_eq!(y.len(), x.len() / k * self.n, "output length");
+        // Panels outermost: one panel (k x 16) stays in L1 while every row block passes over it.
+        match &self.panels {
+            Panels::F32(panels) => {
+                for (p, panel) in panels.chunks_exact(k * NR).enumerate() {
+                    self.panel(p, panel, x, y);
+                }
+            }
+            Panels::F16(panels) => {
+                let mut wide = vec![0f32; k * NR];
+                for (p, panel) in panels.chunks_exact(k * NR).enumerate() {
+                    half::slice::HalfFloatSliceExt::convert_to_f32_slice(panel, &mut wide);
+                    self.panel(p, &wide, x, y);
+                }
+            }
+        }
+    }
+
+    /// The output columns of panel `p` for every row of `x`.
+    fn panel(&self, p: usize, panel: &[f32], x: &[f32], y: &mut [f32]) {
+        let k = self.k;
         let m = x.len() / k;
-        assert_eq!(y.len(), m * self.n, "output length");
         let micro = micro();
         // Row blocks of near-equal size (20 rows: 5 + 5 + 5 + 5, not 6 + 6 + 6 + 2: a block
-        // of few rows does few multiply-adds per load). Panels outermost: one panel (k x 16)
-        // stays in L1 while every row block passes over it.
+        // of few rows does few multiply-adds per load).
         let blocks = m.div_ceil(MR).max(1);
         let (base, extra) = (m / blocks, m % blocks);
-        for (p, panel) in self.panels.chunks_exact(k * NR).enumerate() {
-            let bias: &[f32; NR] = self.bias[p * NR..(p + 1) * NR].try_into().expect("NR floats");
-            let c0 = p * NR;
-            let cols = (self.n - c0).min(NR);
-            let mut r = 0;
-            for b in 0..blocks {
-                let rows = base + usize::from(b < extra);
-                if rows == 0 {
-                    continue;
-                }
-                let xs = &x[r * k..(r + rows) * k];
-                let mut acc = [[0f32; NR]; MR];
-                micro(xs, rows, k, panel, bias, &mut acc);
-                for (i, a) in acc.iter().enumerate().take(rows) {
-                    y[(r + i) * self.n + c0..][..cols].copy_from_slice(&a[..cols]);
-                }
-                r += rows;
+        let bias: &[f32; NR] = self.bias[p * NR..(p + 1) * NR].try_into().expect("NR floats");
+        let c0 = p * NR;
+        let cols = (self.n - c0).min(NR);
+        let mut r = 0;
+        for b in 0..blocks {
+            let rows = base + usize::from(b < extra);
+            if rows == 0 {
+                continue;
             }
+            let xs = &x[r * k..(r + rows) * k];
+            let mut acc = [[0f32; NR]; MR];
+            micro(xs, rows, k, panel, bias, &mut acc);
+            for (i, a) in acc.iter().enumerate().take(rows) {
+                y[(r + i) * self.n + c0..][..cols].copy_from_slice(&a[..cols]);
+            }
+            r += rows;
         }
     }
 }
@@ -434,6 +511,46 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn f16_panels_compute_what_f32_panels_of_the_same_values_compute() {
+        for &(m, n, k) in &[(1, 1, 1), (5, 17, 3), (7, 33, 5)] {
+            let w: Vec<f32> = values(n * k, 8)
+                .iter()
+                .map(|&v| half::f16::from_f32(v).to_f32())
+                .collect();
+            let b = values(n, 9);
+            let x = values(m * k, 10);
+            let halves: Vec<u8> = w
+                .iter()
+                .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+                .collect();
+            let singles: Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let f16 = PackedLinear::from_le_bytes(&halves, WeightType::F16, Some(&b), n, k).unwrap();
+            let f32 = PackedLinear::from_le_bytes(&singles, WeightType::F32, Some(&b), n, k).unwrap();
+            assert_eq!((f16.bytes() - f16.bias.len() * 4) * 2, f32.bytes() - f32.bias.len() * 4);
+            let (mut y16, mut y32) = (vec![0f32; m * n], vec![0f32; m * n]);
+            f16.apply(&x, &mut y16);
+            f32.apply(&x, &mut y32);
+            assert_eq!(y16, y32, "{m}x{n}x{k}");
+            let mut y = vec![0f32; m * n];
+            PackedLinear::new(&w, Some(&b), n, k).apply(&x, &mut y);
+            assert_eq!(y, y32);
+        }
+    }
+
+    #[test]
+    fn packing_from_bytes_refuses_non_finite_values() {
+        let mut bytes: Vec<u8> = [1.0f32, 2.0, f32::NAN, 3.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert!(PackedLinear::from_le_bytes(&bytes, WeightType::F32, None, 2, 2).is_none());
+        bytes[8..12].copy_from_slice(&0.5f32.to_le_bytes());
+        assert!(PackedLinear::from_le_bytes(&bytes, WeightType::F32, None, 2, 2).is_some());
+        let halves: Vec<u8> = [1.0f32, f32::INFINITY]
+            .iter()
+            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+            .collect();
+        assert!(PackedLinear::from_le_bytes(&halves, WeightType::F16, None, 1, 2).is_none());
     }
 
     #[test]

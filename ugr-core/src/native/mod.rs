@@ -19,9 +19,13 @@
 //! - logits are computed for the current level's codebook only (or `C_LOW`/`C_HIGH`).
 //!
 //! Every matrix product goes through [`kernels::PackedLinear`] (weights packed once at load;
-//! the only `unsafe` of the crate, an AVX2/FMA micro-kernel with a portable twin). Scratch
-//! buffers live in the [`NativeCache`] and are reused across calls. Weights stored as f16 are
-//! widened to f32 at load: compute is f32 either way.
+//! the SIMD micro-kernels with a portable twin). Scratch buffers live in the [`NativeCache`]
+//! and are reused across calls.
+//!
+//! Memory: loading reads the weight section in place ([`WeightFileRef`], nothing copied) and
+//! packs each matrix once, in its stored type: an f16 export keeps its matrices in f16 (the
+//! kernel widens a panel at a time; compute is f32 either way). Vectors (biases, LayerNorm,
+//! positions) and the token embeddings, small next to the matrices, are held as f32.
 
 pub mod kernels;
 pub mod weights;
@@ -34,10 +38,12 @@ use alloc::vec::Vec;
 use core::ops::Range;
 
 use self::kernels::PackedLinear;
-pub use self::weights::{WEIGHTS_BLOB, WEIGHTS_FORMAT, WeightFile, WeightTensor, WeightType};
+pub use self::weights::{
+    WEIGHTS_BLOB, WEIGHTS_FORMAT, WeightFile, WeightFileRef, WeightTensor, WeightTensorRef, WeightType,
+};
 use crate::contract::ModelContract;
 use crate::history::sid_row;
-use crate::{Catalog, ModelSection, Normalization, Sid, SidModel, Special, Step};
+use crate::{Catalog, ModelSectionRef, Normalization, Sid, SidModel, Special, Step};
 
 /// Why the native backend cannot load or run a model.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +127,28 @@ struct Block {
     down: PackedLinear,
 }
 
+/// An embedding table `[n, d]` in its stored type (one row per SID on large catalogs: f16
+/// stays f16).
+enum Rows {
+    F32(Vec<f32>),
+    F16(Vec<half::f16>),
+}
+
+impl Rows {
+    /// `out += row`.
+    fn add_row(&self, row: usize, out: &mut [f32]) {
+        let d = out.len();
+        match self {
+            Rows::F32(v) => add(out, &v[row * d..(row + 1) * d]),
+            Rows::F16(v) => {
+                for (o, h) in out.iter_mut().zip(&v[row * d..(row + 1) * d]) {
+                    *o += h.to_f32();
+                }
+            }
+        }
+    }
+}
+
 /// The item head's output: `user . table^T (+ bias)`.
 struct ItemHead {
     table: PackedLinear,
@@ -174,7 +202,7 @@ pub struct NativeModel {
     /// Positions of the SID head: user state, L codes, `CONF_Q`.
     cap: usize,
     tok_emb: Vec<f32>,
-    sid_emb: Option<Vec<f32>>,
+    sid_emb: Option<Rows>,
     enc_pos: Vec<f32>,
     enc: Vec<Block>,
     enc_ln: LayerNorm,
@@ -196,11 +224,12 @@ impl core::fmt::Debug for NativeModel {
 
 /// Reads tensors by name with their expected shapes.
 struct Loader<'a> {
-    file: &'a WeightFile,
+    file: &'a WeightFileRef<'a>,
 }
 
 impl Loader<'_> {
-    fn get(&self, name: &str, dims: &[usize]) -> Result<Vec<f32>, NativeError> {
+    /// The tensor `name`, checked to have shape `dims` and data to match.
+    fn tensor(&self, name: &str, dims: &[usize]) -> Result<&WeightTensorRef<'_>, NativeError> {
         let t = self
             .file
             .get(name)
@@ -213,7 +242,16 @@ impl Loader<'_> {
                 found: t.dims.clone(),
             });
         }
-        let values = t
+        if t.len().is_none() {
+            return Err(NativeError::Weights("a tensor's data does not match its shape"));
+        }
+        Ok(t)
+    }
+
+    /// A tensor widened to f32 (the small ones).
+    fn get(&self, name: &str, dims: &[usize]) -> Result<Vec<f32>, NativeError> {
+        let values = self
+            .tensor(name, dims)?
             .to_f32()
             .ok_or(NativeError::Weights("a tensor's data does not match its shape"))?;
         if values.iter().any(|v| !v.is_finite()) {
@@ -222,10 +260,35 @@ impl Loader<'_> {
         Ok(values)
     }
 
+    /// A `[n, k]` matrix packed in its stored type, with an optional `[n]` bias.
+    fn matrix(&self, name: &str, bias: Option<&str>, n: usize, k: usize) -> Result<PackedLinear, NativeError> {
+        let t = self.tensor(name, &[n, k])?;
+        let b = bias.map(|b| self.get(b, &[n])).transpose()?;
+        PackedLinear::from_le_bytes(t.data, t.dtype, b.as_deref(), n, k).ok_or_else(|| NativeError::NotFinite(name.into()))
+    }
+
+    /// An `[n, d]` embedding table in its stored type.
+    fn rows(&self, name: &str, n: usize, d: usize) -> Result<Rows, NativeError> {
+        let t = self.tensor(name, &[n, d])?;
+        let rows = match t.dtype {
+            WeightType::F32 => Rows::F32(self.get(name, &[n, d])?),
+            WeightType::F16 => {
+                let v: Vec<half::f16> = t
+                    .data
+                    .chunks_exact(2)
+                    .map(|b| half::f16::from_le_bytes([b[0], b[1]]))
+                    .collect();
+                if v.iter().any(|h| !h.is_finite()) {
+                    return Err(NativeError::NotFinite(name.into()));
+                }
+                Rows::F16(v)
+            }
+        };
+        Ok(rows)
+    }
+
     fn linear(&self, prefix: &str, n: usize, k: usize) -> Result<PackedLinear, NativeError> {
-        let w = self.get(&format!("{prefix}.weight"), &[n, k])?;
-        let b = self.get(&format!("{prefix}.bias"), &[n])?;
-        Ok(PackedLinear::new(&w, Some(&b), n, k))
+        self.matrix(&format!("{prefix}.weight"), Some(&format!("{prefix}.bias")), n, k)
     }
 
     fn layer_norm(&self, prefix: &str, d: usize) -> Result<LayerNorm, NativeError> {
@@ -265,19 +328,15 @@ fn check_contract(contract: &ModelContract, catalog: &Catalog) -> Result<(), Nat
 impl NativeModel {
     /// Loads the weight section of `section` for `catalog`; checks the contract against the
     /// catalog and every tensor against the contract.
-    pub fn new(section: &ModelSection, catalog: Arc<Catalog>) -> Result<NativeModel, NativeError> {
-        let contract: ModelContract = serde_json::from_str(&section.config_json)
+    pub fn new(section: &ModelSectionRef<'_>, catalog: Arc<Catalog>) -> Result<NativeModel, NativeError> {
+        let contract: ModelContract = serde_json::from_str(section.config_json)
             .map_err(|_| NativeError::Contract("config is not a model contract"))?;
         check_contract(&contract, &catalog)?;
-        let blob = section
-            .graphs
-            .iter()
-            .find(|g| g.name == WEIGHTS_BLOB)
-            .ok_or(NativeError::NoWeightSection)?;
-        let file = WeightFile::from_bytes(&blob.bytes)
+        let blob = section.blob(WEIGHTS_BLOB).ok_or(NativeError::NoWeightSection)?;
+        let file = WeightFileRef::from_bytes(blob)
             .map_err(|_| NativeError::Weights("cannot decode the weight section"))?;
         if file.format != WEIGHTS_FORMAT {
-            return Err(NativeError::UnknownRevision(file.format));
+            return Err(NativeError::UnknownRevision(file.format.into()));
         }
         let w = Loader { file: &file };
         let vocab = catalog.vocab();
@@ -292,7 +351,7 @@ impl NativeModel {
         let out_bias = w.get("out_bias", &[v])?;
         let sid_emb = match contract.sid_embeddings as usize {
             0 => None,
-            n => Some(w.get("sid_emb.weight", &[n, d])?),
+            n => Some(w.rows("sid_emb.weight", n, d)?),
         };
         let enc = (0..contract.encoder_layers as usize)
             .map(|i| w.block(&format!("enc.layers.{i}"), d, d_ff))
@@ -313,14 +372,15 @@ impl NativeModel {
         let item = if contract.item_head {
             let s = catalog.sid_count();
             let table = if w.file.get("item_out.weight").is_some() {
-                let t = w.get("item_out.weight", &[s, d])?;
-                let b = w.get("item_out.bias", &[s])?;
-                PackedLinear::new(&t, Some(&b), s, d)
+                w.matrix("item_out.weight", Some("item_out.bias"), s, d)?
             } else {
-                let e = sid_emb
-                    .as_ref()
-                    .ok_or(NativeError::Contract("an item head needs SID embeddings"))?;
-                PackedLinear::new(&e[d..], None, s, d)
+                // Tied: the SID embedding rows 1.. (row 0 is "no SID").
+                let e = w.tensor("sid_emb.weight", &[s + 1, d]).map_err(|_| {
+                    NativeError::Contract("an item head needs SID embeddings, one row per SID and row 0")
+                })?;
+                let skip = e.data.len() / (s + 1);
+                PackedLinear::from_le_bytes(&e.data[skip..], e.dtype, None, s, d)
+                    .ok_or_else(|| NativeError::NotFinite("sid_emb.weight".into()))?
             };
             Some(ItemHead { table })
         } else {
@@ -428,8 +488,7 @@ impl NativeModel {
         for (p, &row) in rows.iter().enumerate() {
             let xr = &mut x[start + p * d..start + (p + 1) * d];
             if let Some(e) = &self.sid_emb {
-                let row = row as usize;
-                add(xr, &e[row * d..(row + 1) * d]);
+                e.add_row(row as usize, xr);
             }
             add(xr, &self.enc_pos[p * d..(p + 1) * d]);
         }

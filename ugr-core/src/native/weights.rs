@@ -8,6 +8,15 @@
 //! [`WEIGHTS_FORMAT`] names the architecture the tensors belong to: any change to what the
 //! native backend computes from them is a new format string, so an engine never runs weights
 //! under the wrong equations.
+//!
+//! # Byte rules
+//!
+//! Values are little-endian, packed without padding (`dims` product times 2 or 4 bytes):
+//! no alignment is assumed, so a view at any offset of an artifact (a memory map, a caller's
+//! buffer) is read as is. The native backend reads the section through [`WeightFileRef`]
+//! (nothing copied) and re-lays each matrix once into its kernel's panels, in the stored
+//! type: f16 stays f16 in memory and is widened inside the kernel
+//! ([`PackedLinear`](super::kernels::PackedLinear)).
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -65,25 +74,90 @@ impl WeightTensor {
 
     /// The values as f32, or `None` when `data` does not hold `product(dims)` values.
     pub fn to_f32(&self) -> Option<Vec<f32>> {
+        self.view().to_f32()
+    }
+
+    /// The tensor borrowed.
+    pub fn view(&self) -> WeightTensorRef<'_> {
+        WeightTensorRef {
+            name: &self.name,
+            dims: self.dims.clone(),
+            dtype: self.dtype,
+            data: &self.data,
+        }
+    }
+}
+
+/// One named tensor, borrowed from the weight section's bytes. Same encoding as
+/// [`WeightTensor`].
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct WeightTensorRef<'a> {
+    /// Checkpoint key.
+    pub name: &'a str,
+    /// Shape, outermost first.
+    pub dims: Vec<u32>,
+    /// Storage type of `data`.
+    pub dtype: WeightType,
+    /// `product(dims)` values, little-endian.
+    pub data: &'a [u8],
+}
+
+impl WeightTensorRef<'_> {
+    /// The number of values `dims` implies, when `data` holds exactly that many.
+    pub fn len(&self) -> Option<usize> {
         let n = self
             .dims
             .iter()
             .try_fold(1usize, |acc, &d| acc.checked_mul(d as usize))?;
-        match self.dtype {
-            WeightType::F32 if self.data.len() == n.checked_mul(4)? => Some(
-                self.data
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect(),
-            ),
-            WeightType::F16 if self.data.len() == n.checked_mul(2)? => Some(
-                self.data
-                    .chunks_exact(2)
-                    .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                    .collect(),
-            ),
-            _ => None,
-        }
+        let width = match self.dtype {
+            WeightType::F32 => 4,
+            WeightType::F16 => 2,
+        };
+        (self.data.len() == n.checked_mul(width)?).then_some(n)
+    }
+
+    /// Whether the tensor has no values (or a shape its data does not match).
+    pub fn is_empty(&self) -> bool {
+        self.len().is_none_or(|n| n == 0)
+    }
+
+    /// The values as f32, or `None` when `data` does not hold `product(dims)` values.
+    pub fn to_f32(&self) -> Option<Vec<f32>> {
+        self.len()?;
+        Some(match self.dtype {
+            WeightType::F32 => self
+                .data
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            WeightType::F16 => self
+                .data
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+        })
+    }
+}
+
+/// The weight section borrowed from its bytes. Same encoding as [`WeightFile`].
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct WeightFileRef<'a> {
+    /// Always [`WEIGHTS_FORMAT`] for the tensors this build understands.
+    pub format: &'a str,
+    /// The tensors, in any order, names unique.
+    #[serde(borrow)]
+    pub tensors: Vec<WeightTensorRef<'a>>,
+}
+
+impl<'a> WeightFileRef<'a> {
+    /// Decodes blob bytes without copying the tensors' data.
+    pub fn from_bytes(bytes: &'a [u8]) -> Result<WeightFileRef<'a>, postcard::Error> {
+        postcard::from_bytes(bytes)
+    }
+
+    /// The tensor named `name`.
+    pub fn get(&self, name: &str) -> Option<&WeightTensorRef<'a>> {
+        self.tensors.iter().find(|t| t.name == name)
     }
 }
 

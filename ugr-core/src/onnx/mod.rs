@@ -41,7 +41,7 @@ use std::vec::Vec;
 use tract_onnx::prelude::*;
 
 use crate::contract::ModelContract;
-use crate::{Catalog, ModelSection, Normalization, Sid, SidModel, Step};
+use crate::{Catalog, ModelSectionRef, Normalization, Sid, SidModel, Step};
 
 /// Why the backend could not load or run a model.
 #[derive(Debug, thiserror::Error)]
@@ -237,17 +237,15 @@ fn i64_tensor(shape: &[usize], data: Vec<i64>) -> Result<TValue, OnnxError> {
 
 impl TractModel {
     /// Loads the graphs of `section` for `catalog`; checks the contract against the catalog.
-    pub fn new(section: &ModelSection, catalog: Arc<Catalog>) -> Result<TractModel, OnnxError> {
-        let contract: ModelContract = serde_json::from_str(&section.config_json)
+    pub fn new(section: &ModelSectionRef<'_>, catalog: Arc<Catalog>) -> Result<TractModel, OnnxError> {
+        let contract: ModelContract = serde_json::from_str(section.config_json)
             .map_err(|_| OnnxError::Contract("config is not a model contract"))?;
         contract.check(&catalog).map_err(OnnxError::Contract)?;
         let graph = |name: &str| -> Result<Graph, OnnxError> {
-            let blob = section
-                .graphs
-                .iter()
-                .find(|g| g.name == name)
+            let bytes = section
+                .blob(name)
                 .ok_or(OnnxError::Contract("a graph of the contract is missing"))?;
-            Graph::load(&blob.bytes)
+            Graph::load(bytes)
         };
         let levels = contract.codebooks.len();
         let prefill = graph("prefill")?;
