@@ -86,6 +86,14 @@ impl<M: SidModel> SidModel for Timed<'_, M> {
     fn logits<'a>(&'a self, cache: &'a Self::Cache) -> &'a [f32] {
         self.inner.logits(cache)
     }
+
+    fn item_logits<'a>(&'a self, cache: &'a Self::Cache) -> Option<&'a [f32]> {
+        self.inner.item_logits(cache)
+    }
+
+    fn item_weight(&self) -> Option<f32> {
+        self.inner.item_weight()
+    }
 }
 
 /// One latency row.

@@ -414,3 +414,26 @@ fn corrupt_graphs_and_weights_are_typed_errors() {
     corrupt_graphs_are_typed_errors();
     corrupt_weights_are_typed_errors();
 }
+
+/// `ugr bench engine` times the model through `Timed`: the search it times must be the
+/// served one (the item head's logits and fitted weight forwarded, so fusion runs).
+#[test]
+fn the_timed_model_runs_the_served_search() {
+    use ugr_core::{BeamSearch, Engine, ItemId, SearchOptions, SidModel};
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/tiny-model.ugr");
+    let engine = Engine::open(&path).unwrap();
+    assert!(engine.model().item_weight().is_some(), "the tiny model has a fitted item weight");
+    let timed = ugr_train::bench_engine::Timed::new(engine.model());
+    assert_eq!(timed.item_weight(), engine.model().item_weight());
+    let catalog = engine.catalog();
+    let history: Vec<ItemId> = catalog.item_ids()[..5].to_vec();
+    let opts = SearchOptions {
+        normalization: engine.model().normalization(),
+        ..SearchOptions::default()
+    };
+    let plain = BeamSearch::new(&catalog).run(engine.model(), &[&history], &opts).unwrap();
+    let through = BeamSearch::new(&catalog).run(&timed, &[&history], &opts).unwrap();
+    assert_eq!(plain[0].items, through[0].items);
+    assert_eq!(plain[0].stats.model_rows, through[0].stats.model_rows);
+    assert!(timed.seconds() > 0.0);
+}
