@@ -218,7 +218,11 @@ impl<'a> BundleRef<'a> {
 /// [`BundleRef::from_bytes_releasing`].
 pub const CHECKSUM_CHUNK: usize = 1 << 22;
 
-fn validate_parts(catalog: &Catalog, calibration: Option<&Calibration>, titles: Option<&[String]>) -> Result<()> {
+fn validate_parts(
+    catalog: &Catalog,
+    calibration: Option<&Calibration>,
+    titles: Option<&[String]>,
+) -> Result<()> {
     catalog.validate()?;
     if let Some(c) = calibration {
         c.validate().map_err(|_| Error::Corrupt("calibration map"))?;

@@ -51,7 +51,11 @@ impl ArtifactFile {
         let len = usize::try_from(meta.len()).map_err(|_| invalid("larger than this platform's memory"))?;
         #[cfg(unix)]
         {
-            let map = if len == 0 { None } else { Some(unix::Map::new(&file, len)?) };
+            let map = if len == 0 {
+                None
+            } else {
+                Some(unix::Map::new(&file, len)?)
+            };
             Ok(ArtifactFile { map })
         }
         #[cfg(not(unix))]
@@ -150,7 +154,11 @@ mod unix {
             // the pages: a later read faults them in again from the file, with the same bytes.
             // Slices handed out by `bytes` stay valid. The result is a hint; failure is ignored.
             unsafe {
-                libc::madvise(self.ptr.cast::<u8>().add(first).cast(), last - first, libc::MADV_DONTNEED);
+                libc::madvise(
+                    self.ptr.cast::<u8>().add(first).cast(),
+                    last - first,
+                    libc::MADV_DONTNEED,
+                );
             }
         }
     }

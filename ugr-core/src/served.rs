@@ -357,7 +357,10 @@ mod tests {
             config_json: "{}".into(),
             graphs: Vec::new(),
         };
-        assert!(Arc::ptr_eq(&model_catalog(&section.view(), &served).unwrap(), &served));
+        assert!(Arc::ptr_eq(
+            &model_catalog(&section.view(), &served).unwrap(),
+            &served
+        ));
         write_model_sids(&mut section, &model);
         let back = model_catalog(&section.view(), &served).unwrap();
         assert_eq!(back.sid_count(), 4);
@@ -365,7 +368,10 @@ mod tests {
         // A corrupt table is a typed error.
         for bytes in [vec![1u8, 0, 0], vec![0, 0, 1, 0, 0, 0, 0, 0], vec![9, 0, 0, 0]] {
             section.graphs.last_mut().unwrap().bytes = bytes;
-            assert!(matches!(model_catalog(&section.view(), &served), Err(Error::Corrupt(_))));
+            assert!(matches!(
+                model_catalog(&section.view(), &served),
+                Err(Error::Corrupt(_))
+            ));
         }
     }
 }

@@ -108,7 +108,11 @@ fn rounded_to_f16(dtype: ugr_core::native::WeightType) -> Vec<u8> {
     use ugr_core::native::{WEIGHTS_BLOB, WeightFile, WeightTensor};
     let mut bundle = ugr_core::Bundle::from_bytes(&std::fs::read(data("tiny-model.ugr")).unwrap()).unwrap();
     let section = bundle.model.as_mut().unwrap();
-    let blob = section.graphs.iter_mut().find(|b| b.name == WEIGHTS_BLOB).unwrap();
+    let blob = section
+        .graphs
+        .iter_mut()
+        .find(|b| b.name == WEIGHTS_BLOB)
+        .unwrap();
     let mut file = WeightFile::from_bytes(&blob.bytes).unwrap();
     for t in &mut file.tensors {
         let rounded: Vec<f32> = t

@@ -8,8 +8,9 @@
 //!   layer) into panels of [`NR`] output columns, `k`-major, zero-padded: the micro-kernel
 //!   then reads each panel row with two contiguous 8-lane loads;
 //!   [`PackedLinear::from_le_bytes`] does the same from the artifact's bytes and keeps f16
-//!   weights as f16: [`PackedLinear::apply`] widens one panel at a time (`k * NR` values,
-//!   F16C where the CPU has it) and runs the f32 micro-kernel on it;
+//!   weights as f16: with AVX2, FMA and F16C the micro-kernel loads the halves and widens
+//!   them in registers (`avx2::micro_f16`); elsewhere [`PackedLinear::apply`] widens one
+//!   panel at a time (`k * NR` values) into a buffer and runs the f32 micro-kernel on it;
 //! - [`PackedLinear::apply`] walks every panel and, for each, `x` in blocks of up to [`MR`]
 //!   rows of near-equal size, one micro-kernel call each, accumulating `rows x NR` outputs
 //!   in registers (initialised with the bias), and stores only the real columns.
@@ -27,7 +28,9 @@
 //!   portable kernel rounds.
 //!
 //! CI runs the kernel tests under Miri on the portable path, with AVX2 and FMA enabled, and
-//! on aarch64 (NEON); natively on aarch64 under qemu; the wasm kernel runs in Chromium against
+//! on aarch64 (NEON); not the F16C kernel, whose conversion intrinsics Miri does not
+//! implement (its pointer arithmetic is the AVX2 kernel's, over halves; it is tested
+//! natively against the widening path, to the bit); natively on aarch64 under qemu; the wasm kernel runs in Chromium against
 //! the native engine (tests/web). The fused kernels differ from the portable one by rounding
 //! only (tests compare with a tolerance).
 
@@ -101,7 +104,9 @@ impl PackedLinear {
         let panels = match dtype {
             WeightType::F32 => {
                 assert_eq!(data.len(), n * k * 4, "weight length");
-                let at = |i: usize| f32::from_le_bytes([data[4 * i], data[4 * i + 1], data[4 * i + 2], data[4 * i + 3]]);
+                let at = |i: usize| {
+                    f32::from_le_bytes([data[4 * i], data[4 * i + 1], data[4 * i + 2], data[4 * i + 3]])
+                };
                 if !(0..n * k).all(|i| at(i).is_finite()) {
                     return None;
                 }
@@ -125,7 +130,12 @@ impl PackedLinear {
             assert_eq!(bias.len(), n, "bias length");
             b[..n].copy_from_slice(bias);
         }
-        PackedLinear { k, n, panels, bias: b }
+        PackedLinear {
+            k,
+            n,
+            panels,
+            bias: b,
+        }
     }
 
     /// Input width.
@@ -158,25 +168,45 @@ impl PackedLinear {
         // Panels outermost: one panel (k x 16) stays in L1 while every row block passes over it.
         match &self.panels {
             Panels::F32(panels) => {
+                let micro = micro();
                 for (p, panel) in panels.chunks_exact(k * NR).enumerate() {
-                    self.panel(p, panel, x, y);
+                    self.panel(p, x, y, |xs, rows, bias, acc| {
+                        micro(xs, rows, k, panel, bias, acc)
+                    });
                 }
             }
-            Panels::F16(panels) => {
-                let mut wide = vec![0f32; k * NR];
-                for (p, panel) in panels.chunks_exact(k * NR).enumerate() {
-                    half::slice::HalfFloatSliceExt::convert_to_f32_slice(panel, &mut wide);
-                    self.panel(p, &wide, x, y);
+            Panels::F16(panels) => match micro_f16() {
+                Some(micro) => {
+                    for (p, panel) in panels.chunks_exact(k * NR).enumerate() {
+                        self.panel(p, x, y, |xs, rows, bias, acc| {
+                            micro(xs, rows, k, panel, bias, acc)
+                        });
+                    }
                 }
-            }
+                None => {
+                    let micro = micro();
+                    let mut wide = vec![0f32; k * NR];
+                    for (p, panel) in panels.chunks_exact(k * NR).enumerate() {
+                        half::slice::HalfFloatSliceExt::convert_to_f32_slice(panel, &mut wide);
+                        let wide = &wide;
+                        self.panel(p, x, y, |xs, rows, bias, acc| micro(xs, rows, k, wide, bias, acc));
+                    }
+                }
+            },
         }
     }
 
-    /// The output columns of panel `p` for every row of `x`.
-    fn panel(&self, p: usize, panel: &[f32], x: &[f32], y: &mut [f32]) {
+    /// The output columns of panel `p` for every row of `x`; `micro(xs, rows, bias, acc)`
+    /// runs the micro-kernel on one row block against the panel.
+    fn panel(
+        &self,
+        p: usize,
+        x: &[f32],
+        y: &mut [f32],
+        micro: impl Fn(&[f32], usize, &[f32; NR], &mut [[f32; NR]; MR]),
+    ) {
         let k = self.k;
         let m = x.len() / k;
-        let micro = micro();
         // Row blocks of near-equal size (20 rows: 5 + 5 + 5 + 5, not 6 + 6 + 6 + 2: a block
         // of few rows does few multiply-adds per load).
         let blocks = m.div_ceil(MR).max(1);
@@ -192,7 +222,7 @@ impl PackedLinear {
             }
             let xs = &x[r * k..(r + rows) * k];
             let mut acc = [[0f32; NR]; MR];
-            micro(xs, rows, k, panel, bias, &mut acc);
+            micro(xs, rows, bias, &mut acc);
             for (i, a) in acc.iter().enumerate().take(rows) {
                 y[(r + i) * self.n + c0..][..cols].copy_from_slice(&a[..cols]);
             }
@@ -229,6 +259,34 @@ fn check_block(xs: &[f32], rows: usize, k: usize, panel: &[f32]) {
 /// A micro-kernel: `acc[i][c] = bias[c] + sum_kk xs[i * k + kk] * panel[kk * NR + c]` for
 /// `i < rows` (`1 <= rows <= MR`, `xs` at least `rows * k` floats, `panel` `k * NR`).
 type Micro = fn(&[f32], usize, usize, &[f32], &[f32; NR], &mut [[f32; NR]; MR]);
+
+/// A micro-kernel over an f16 panel (widened in registers), same contract otherwise.
+type MicroF16 = fn(&[f32], usize, usize, &[half::f16], &[f32; NR], &mut [[f32; NR]; MR]);
+
+/// The f16 micro-kernel this build and CPU have, if any (AVX2 + FMA + F16C); elsewhere
+/// [`PackedLinear::apply`] widens each panel into a buffer and runs [`micro`].
+#[allow(unreachable_code)]
+fn micro_f16() -> Option<MicroF16> {
+    #[cfg(target_arch = "x86_64")]
+    if use_avx2() && use_f16c() {
+        return Some(avx2::micro_f16);
+    }
+    None
+}
+
+/// Whether the CPU converts f16 in hardware (F16C); decided as [`use_avx2`] decides.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn use_f16c() -> bool {
+    #[cfg(all(not(miri), feature = "std"))]
+    {
+        std::is_x86_feature_detected!("f16c")
+    }
+    #[cfg(any(miri, not(feature = "std")))]
+    {
+        cfg!(target_feature = "f16c")
+    }
+}
 
 /// The fastest micro-kernel this build and CPU have.
 #[allow(unreachable_code)]
@@ -291,10 +349,73 @@ mod portable {
 #[allow(unsafe_code)]
 mod avx2 {
     use core::arch::x86_64::{
-        __m256, _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_storeu_ps,
+        __m128i, __m256, _mm_loadu_si128, _mm256_broadcast_ss, _mm256_cvtph_ps, _mm256_fmadd_ps,
+        _mm256_loadu_ps, _mm256_storeu_ps,
     };
 
     use super::{MR, NR};
+
+    /// As [`micro`] over an f16 panel; the caller has checked AVX2, FMA and F16C.
+    pub(super) fn micro_f16(
+        xs: &[f32],
+        rows: usize,
+        k: usize,
+        panel: &[half::f16],
+        bias: &[f32; NR],
+        acc: &mut [[f32; NR]; MR],
+    ) {
+        assert!((1..=MR).contains(&rows), "rows");
+        assert!(xs.len() >= rows * k, "x block");
+        assert!(panel.len() >= k * NR, "panel");
+        let (x, p) = (xs.as_ptr(), panel.as_ptr().cast::<u16>());
+        // SAFETY: `apply` calls this only when `micro_f16()` saw AVX2, FMA and F16C (or they
+        // are enabled at compile time); `kernel_f16::<R>` reads `R * k` floats of `xs` and
+        // `k * NR` halves of `panel` (`f16` is a `u16`-sized value), asserted above.
+        unsafe { with_rows!(rows, kernel_f16(x, k, p, bias, acc)) }
+    }
+
+    /// [`kernel`] with each panel row loaded as 16 halves and widened in registers.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn kernel_f16<const R: usize>(
+        xs: *const f32,
+        k: usize,
+        panel: *const u16,
+        bias: &[f32; NR],
+        acc: &mut [[f32; NR]; MR],
+    ) {
+        // SAFETY: `bias` is 16 floats: two 8-lane loads stay inside it.
+        let (b0, b1) = unsafe {
+            (
+                _mm256_loadu_ps(bias.as_ptr()),
+                _mm256_loadu_ps(bias.as_ptr().add(8)),
+            )
+        };
+        let mut c: [[__m256; 2]; R] = [[b0, b1]; R];
+        for kk in 0..k {
+            // SAFETY: `panel` holds `k * NR` halves (asserted by the caller) and
+            // `kk * NR + 16 <= k * NR`: two unaligned 8-half (16-byte) loads.
+            let (w0, w1) = unsafe {
+                let p = panel.add(kk * NR);
+                (
+                    _mm256_cvtph_ps(_mm_loadu_si128(p.cast::<__m128i>())),
+                    _mm256_cvtph_ps(_mm_loadu_si128(p.add(8).cast::<__m128i>())),
+                )
+            };
+            for (i, ci) in c.iter_mut().enumerate() {
+                // SAFETY: `xs` holds `R * k` floats and `i < R`, `kk < k`.
+                let a = unsafe { _mm256_broadcast_ss(&*xs.add(i * k + kk)) };
+                ci[0] = _mm256_fmadd_ps(a, w0, ci[0]);
+                ci[1] = _mm256_fmadd_ps(a, w1, ci[1]);
+            }
+        }
+        for (ci, out) in c.iter().zip(acc.iter_mut()) {
+            // SAFETY: each `out` row is 16 floats: two 8-lane stores stay inside it.
+            unsafe {
+                _mm256_storeu_ps(out.as_mut_ptr(), ci[0]);
+                _mm256_storeu_ps(out.as_mut_ptr().add(8), ci[1]);
+            }
+        }
+    }
 
     /// Same contract as `portable::micro`; the caller has checked that AVX2 and FMA exist.
     pub(super) fn micro(
@@ -529,7 +650,10 @@ mod tests {
             let singles: Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
             let f16 = PackedLinear::from_le_bytes(&halves, WeightType::F16, Some(&b), n, k).unwrap();
             let f32 = PackedLinear::from_le_bytes(&singles, WeightType::F32, Some(&b), n, k).unwrap();
-            assert_eq!((f16.bytes() - f16.bias.len() * 4) * 2, f32.bytes() - f32.bias.len() * 4);
+            assert_eq!(
+                (f16.bytes() - f16.bias.len() * 4) * 2,
+                f32.bytes() - f32.bias.len() * 4
+            );
             let (mut y16, mut y32) = (vec![0f32; m * n], vec![0f32; m * n]);
             f16.apply(&x, &mut y16);
             f32.apply(&x, &mut y32);
@@ -541,8 +665,32 @@ mod tests {
     }
 
     #[test]
+    fn the_f16_micro_kernel_agrees_with_widening_the_panel() {
+        let k = 11;
+        let halves: Vec<half::f16> = values(k * NR, 11)
+            .iter()
+            .map(|&v| half::f16::from_f32(v))
+            .collect();
+        let wide: Vec<f32> = halves.iter().map(|h| h.to_f32()).collect();
+        let xs = values(MR * k, 12);
+        let bias: [f32; NR] = values(NR, 13).try_into().unwrap();
+        let Some(f16) = micro_f16() else {
+            return; // no f16 kernel on this target: `apply` widens (tested above)
+        };
+        let (mut a, mut b) = ([[0f32; NR]; MR], [[0f32; NR]; MR]);
+        for rows in 1..=MR {
+            micro()(&xs, rows, k, &wide, &bias, &mut a);
+            f16(&xs, rows, k, &halves, &bias, &mut b);
+            assert_eq!(a[..rows], b[..rows], "{rows} rows");
+        }
+    }
+
+    #[test]
     fn packing_from_bytes_refuses_non_finite_values() {
-        let mut bytes: Vec<u8> = [1.0f32, 2.0, f32::NAN, 3.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut bytes: Vec<u8> = [1.0f32, 2.0, f32::NAN, 3.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
         assert!(PackedLinear::from_le_bytes(&bytes, WeightType::F32, None, 2, 2).is_none());
         bytes[8..12].copy_from_slice(&0.5f32.to_le_bytes());
         assert!(PackedLinear::from_le_bytes(&bytes, WeightType::F32, None, 2, 2).is_some());

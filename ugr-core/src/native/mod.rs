@@ -261,10 +261,17 @@ impl Loader<'_> {
     }
 
     /// A `[n, k]` matrix packed in its stored type, with an optional `[n]` bias.
-    fn matrix(&self, name: &str, bias: Option<&str>, n: usize, k: usize) -> Result<PackedLinear, NativeError> {
+    fn matrix(
+        &self,
+        name: &str,
+        bias: Option<&str>,
+        n: usize,
+        k: usize,
+    ) -> Result<PackedLinear, NativeError> {
         let t = self.tensor(name, &[n, k])?;
         let b = bias.map(|b| self.get(b, &[n])).transpose()?;
-        PackedLinear::from_le_bytes(t.data, t.dtype, b.as_deref(), n, k).ok_or_else(|| NativeError::NotFinite(name.into()))
+        PackedLinear::from_le_bytes(t.data, t.dtype, b.as_deref(), n, k)
+            .ok_or_else(|| NativeError::NotFinite(name.into()))
     }
 
     /// An `[n, d]` embedding table in its stored type.

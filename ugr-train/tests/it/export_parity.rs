@@ -422,7 +422,10 @@ fn the_timed_model_runs_the_served_search() {
     use ugr_core::{BeamSearch, Engine, ItemId, SearchOptions, SidModel};
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/tiny-model.ugr");
     let engine = Engine::open(&path).unwrap();
-    assert!(engine.model().item_weight().is_some(), "the tiny model has a fitted item weight");
+    assert!(
+        engine.model().item_weight().is_some(),
+        "the tiny model has a fitted item weight"
+    );
     let timed = ugr_train::bench_engine::Timed::new(engine.model());
     assert_eq!(timed.item_weight(), engine.model().item_weight());
     let catalog = engine.catalog();
@@ -431,7 +434,9 @@ fn the_timed_model_runs_the_served_search() {
         normalization: engine.model().normalization(),
         ..SearchOptions::default()
     };
-    let plain = BeamSearch::new(&catalog).run(engine.model(), &[&history], &opts).unwrap();
+    let plain = BeamSearch::new(&catalog)
+        .run(engine.model(), &[&history], &opts)
+        .unwrap();
     let through = BeamSearch::new(&catalog).run(&timed, &[&history], &opts).unwrap();
     assert_eq!(plain[0].items, through[0].items);
     assert_eq!(plain[0].stats.model_rows, through[0].stats.model_rows);
