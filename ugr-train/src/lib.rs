@@ -28,6 +28,7 @@ pub mod args;
 pub mod baselines;
 pub mod bench;
 pub mod bench_engine;
+pub mod bench_scale;
 pub mod bench_soak;
 pub mod cold;
 pub mod curves;

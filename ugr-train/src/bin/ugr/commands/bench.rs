@@ -31,6 +31,9 @@ pub(crate) enum BenchCommand {
     /// (`ugr catalog --add`): the new items' rows against popularity and random among them,
     /// the other rows against the model served without them.
     Cold(super::bench_cold::BenchColdArgs),
+    /// Synthetic catalogs of 100k to 10M items with a real model's architecture: open time,
+    /// resident memory and single-request latency per size, each in a fresh process.
+    Scale(super::bench_scale::BenchScaleArgs),
     /// Training and evaluation throughput at the default model size, item vs token history positions.
     Train {
         #[command(flatten)]
@@ -120,6 +123,7 @@ pub(crate) fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Rules(a) => super::bench_rules::run(&a),
         BenchCommand::Batch(a) => super::bench_batch::run(&a),
         BenchCommand::Cold(a) => super::bench_cold::run(&a),
+        BenchCommand::Scale(a) => super::bench_scale::run(&a),
         BenchCommand::Train {
             data,
             steps,

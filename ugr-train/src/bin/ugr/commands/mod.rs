@@ -5,6 +5,7 @@ pub(crate) mod bench;
 pub(crate) mod bench_batch;
 pub(crate) mod bench_cold;
 pub(crate) mod bench_rules;
+pub(crate) mod bench_scale;
 pub(crate) mod catalog;
 pub(crate) mod compare;
 pub(crate) mod data;
