@@ -111,10 +111,21 @@ impl EngineModel {
         catalog: Arc<Catalog>,
         choice: BackendChoice,
     ) -> core::result::Result<EngineModel, EngineModelError> {
+        EngineModel::open_releasing(section, catalog, choice, &|_| {})
+    }
+
+    /// As [`open`](Self::open); `release` is told the parts of `section` the backend has
+    /// copied ([`NativeModel::new_releasing`]).
+    pub fn open_releasing(
+        section: &ModelSectionRef<'_>,
+        catalog: Arc<Catalog>,
+        choice: BackendChoice,
+        release: &dyn Fn(&[u8]),
+    ) -> core::result::Result<EngineModel, EngineModelError> {
         #[cfg(feature = "native")]
         {
             if choice != BackendChoice::Tract {
-                match NativeModel::new(section, Arc::clone(&catalog)) {
+                match NativeModel::new_releasing(section, Arc::clone(&catalog), release) {
                     Ok(m) => return Ok(EngineModel::Native(m)),
                     // Auto falls back to tract only for a model of another kind (no weight
                     // section, another architecture); a broken weight section is an error.
@@ -135,7 +146,7 @@ impl EngineModel {
                 return Ok(EngineModel::Tract(TractModel::new(section, catalog)?));
             }
         }
-        let _ = (section, catalog, choice);
+        let _ = (section, catalog, choice, release);
         #[cfg(feature = "native")]
         return Err(NativeError::Unsupported("this build has no tract backend").into());
         #[cfg(not(feature = "native"))]
@@ -234,6 +245,24 @@ impl SidModel for EngineModel {
             (EngineModel::Native(m), EngineCache::Native(c)) => m.item_logits(c),
             #[cfg(feature = "onnx")]
             (EngineModel::Tract(m), EngineCache::Tract(c)) => m.item_logits(c),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    fn item_shortlist<'a>(&'a self, cache: &'a EngineCache) -> Option<crate::ItemShortlist<'a>> {
+        match (self, cache) {
+            #[cfg(feature = "native")]
+            (EngineModel::Native(m), EngineCache::Native(c)) => m.item_shortlist(c),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    fn item_logit(&self, cache: &EngineCache, r: usize, sid: u32) -> Option<f32> {
+        match (self, cache) {
+            #[cfg(feature = "native")]
+            (EngineModel::Native(m), EngineCache::Native(c)) => m.item_logit(c, r, sid),
             #[allow(unreachable_patterns)]
             _ => None,
         }
@@ -428,7 +457,7 @@ impl Engine {
         let model_fingerprint = model_fingerprint(section, release);
         let served = Arc::new(view.catalog);
         let model_catalog = crate::served::model_catalog(section, &served)?;
-        let model = EngineModel::open(section, Arc::clone(&model_catalog), choice)
+        let model = EngineModel::open_releasing(section, Arc::clone(&model_catalog), choice, release)
             .map_err(|e| Error::Model(Box::new(e)))?;
         let served = ServedCatalog::new(served, view.titles, &model_catalog)?;
         Ok(Engine {

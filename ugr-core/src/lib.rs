@@ -91,7 +91,7 @@ pub use confidence::Calibration;
 pub use engine::{Backend, BackendChoice, Engine, ServedCatalog};
 pub use error::{BoxedModelError, Error, Result, SidParseReason};
 pub use ids::{ItemId, NodeId, TokenId};
-pub use model::{SidModel, Step};
+pub use model::{ItemShortlist, SidModel, Step};
 pub use search::{
     BeamSearch, Constraints, ItemFusion, Normalization, Pruning, RankBy, Recommendation, Recommendations,
     Request, SearchOptions, SearchStats,

@@ -238,6 +238,26 @@ impl<M: SidModel> SidModel for ServedModel<'_, M> {
         Some(if self.map.is_identity() { z } else { &cache.items })
     }
 
+    /// The model's shortlist when the served catalog is the model's own. A changed catalog
+    /// needs the full row to score its new SIDs: with a model that only has a shortlist
+    /// (above [`ITEM_INDEX_MIN_SIDS`](crate::native::ITEM_INDEX_MIN_SIDS)) it is served
+    /// without the item head (docs/catalog-changes.md).
+    fn item_shortlist<'a>(&'a self, cache: &'a Self::Cache) -> Option<crate::ItemShortlist<'a>> {
+        if self.map.is_identity() {
+            self.model.item_shortlist(&cache.inner)
+        } else {
+            None
+        }
+    }
+
+    fn item_logit(&self, cache: &Self::Cache, r: usize, sid: u32) -> Option<f32> {
+        if self.map.is_identity() {
+            self.model.item_logit(&cache.inner, r, sid)
+        } else {
+            None
+        }
+    }
+
     fn item_weight(&self) -> Option<f32> {
         self.model.item_weight()
     }

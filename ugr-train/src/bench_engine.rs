@@ -91,6 +91,14 @@ impl<M: SidModel> SidModel for Timed<'_, M> {
         self.inner.item_logits(cache)
     }
 
+    fn item_shortlist<'a>(&'a self, cache: &'a Self::Cache) -> Option<ugr_core::ItemShortlist<'a>> {
+        self.inner.item_shortlist(cache)
+    }
+
+    fn item_logit(&self, cache: &Self::Cache, r: usize, sid: u32) -> Option<f32> {
+        self.inner.item_logit(cache, r, sid)
+    }
+
     fn item_weight(&self) -> Option<f32> {
         self.inner.item_weight()
     }

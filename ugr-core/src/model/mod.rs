@@ -67,6 +67,20 @@ impl Step<'_> {
     }
 }
 
+/// The item head on part of the catalog ([`SidModel::item_shortlist`]).
+#[derive(Clone, Copy, Debug)]
+pub struct ItemShortlist<'a> {
+    /// Request `r`'s candidates are `sids[bounds[r]..bounds[r + 1]]` (catalog SID indices).
+    pub sids: &'a [u32],
+    /// Their exact logits, parallel to `sids`.
+    pub logits: &'a [f32],
+    /// `requests + 1` offsets into `sids`.
+    pub bounds: &'a [usize],
+    /// Per request, the estimate of `log sum_s exp(logit_s)` over every SID that stands in
+    /// for the exact one (a constant per request: it moves scores, not rankings).
+    pub log_norm: &'a [f32],
+}
+
 /// A generative model over SID tokens, driven by the beam search (see the module docs).
 pub trait SidModel {
     /// Per-batch state: the KV cache or encoder memory, scratch buffers and the last logits.
@@ -101,6 +115,21 @@ pub trait SidModel {
     /// The item head's logits of the last `prefill`: `requests * sid_count` floats, one row
     /// per request, columns in catalog SID index order; `None` when the model has no item head.
     fn item_logits<'a>(&'a self, _cache: &'a Self::Cache) -> Option<&'a [f32]> {
+        None
+    }
+
+    /// The item head scored on part of the catalog: for a model whose catalog is too large
+    /// for a full row per request (the native backend's item index, above
+    /// [`ITEM_INDEX_MIN_SIDS`](crate::native::ITEM_INDEX_MIN_SIDS)), the candidates of the
+    /// last `prefill` with their exact logits, and an estimate of each request's
+    /// log-normaliser. `None` when [`item_logits`](Self::item_logits) has the full row.
+    fn item_shortlist<'a>(&'a self, _cache: &'a Self::Cache) -> Option<ItemShortlist<'a>> {
+        None
+    }
+
+    /// The item head's exact logit of SID `sid` (catalog SID index) for request `r` of the
+    /// last `prefill`: what a model with a shortlist answers for SIDs outside it.
+    fn item_logit(&self, _cache: &Self::Cache, _r: usize, _sid: u32) -> Option<f32> {
         None
     }
 

@@ -196,6 +196,84 @@ impl PackedLinear {
         }
     }
 
+    /// `y[j - cols.start] = x . W[j] + b[j]` for the output columns `cols` and one input row
+    /// `x` (`k` floats): only the panels that hold those columns are read. The values are
+    /// exactly those [`apply`](Self::apply) computes for the same columns.
+    ///
+    /// # Panics
+    /// When `x.len() != k` or `cols` is not inside `0..n`.
+    pub fn apply_columns(&self, x: &[f32], cols: core::ops::Range<usize>, y: &mut Vec<f32>) {
+        let k = self.k;
+        assert!(
+            x.len() == k && cols.start <= cols.end && cols.end <= self.n,
+            "columns"
+        );
+        y.clear();
+        if cols.is_empty() {
+            return;
+        }
+        let (first, last) = (cols.start / NR, (cols.end - 1) / NR);
+        for p in first..=last {
+            let acc = self.panel_row(x, p);
+            let lo = cols.start.max(p * NR) - p * NR;
+            let hi = cols.end.min((p + 1) * NR) - p * NR;
+            y.extend_from_slice(&acc[lo..hi]);
+        }
+    }
+
+    /// Output column `j` for one input row `x` (as [`apply_columns`](Self::apply_columns)).
+    ///
+    /// # Panics
+    /// When `x.len() != k` or `j >= n`.
+    pub fn column(&self, x: &[f32], j: usize) -> f32 {
+        assert!(x.len() == self.k && j < self.n, "column");
+        self.panel_row(x, j / NR)[j % NR]
+    }
+
+    /// The `NR` outputs of panel `p` for one input row.
+    fn panel_row(&self, x: &[f32], p: usize) -> [f32; NR] {
+        let k = self.k;
+        let mut acc = [[0f32; NR]; MR];
+        let bias: &[f32; NR] = self.bias[p * NR..(p + 1) * NR].try_into().expect("NR floats");
+        match &self.panels {
+            Panels::F32(panels) => micro()(x, 1, k, &panels[p * k * NR..(p + 1) * k * NR], bias, &mut acc),
+            Panels::F16(panels) => {
+                let panel = &panels[p * k * NR..(p + 1) * k * NR];
+                match micro_f16() {
+                    Some(m) => m(x, 1, k, panel, bias, &mut acc),
+                    None => {
+                        let mut wide = vec![0f32; k * NR];
+                        half::slice::HalfFloatSliceExt::convert_to_f32_slice(panel, &mut wide);
+                        micro()(x, 1, k, &wide, bias, &mut acc);
+                    }
+                }
+            }
+        }
+        acc[0]
+    }
+
+    /// Row `j` of `W` (`k` values, widened to f32) and its bias.
+    ///
+    /// # Panics
+    /// When `j >= n` or `out.len() != k`.
+    pub fn row(&self, j: usize, out: &mut [f32]) -> f32 {
+        assert!(j < self.n && out.len() == self.k, "row");
+        let (p, c, k) = (j / NR, j % NR, self.k);
+        match &self.panels {
+            Panels::F32(panels) => {
+                for (kk, o) in out.iter_mut().enumerate() {
+                    *o = panels[p * k * NR + kk * NR + c];
+                }
+            }
+            Panels::F16(panels) => {
+                for (kk, o) in out.iter_mut().enumerate() {
+                    *o = panels[p * k * NR + kk * NR + c].to_f32();
+                }
+            }
+        }
+        self.bias[j]
+    }
+
     /// The output columns of panel `p` for every row of `x`; `micro(xs, rows, bias, acc)`
     /// runs the micro-kernel on one row block against the panel.
     fn panel(
@@ -682,6 +760,42 @@ mod tests {
             micro()(&xs, rows, k, &wide, &bias, &mut a);
             f16(&xs, rows, k, &halves, &bias, &mut b);
             assert_eq!(a[..rows], b[..rows], "{rows} rows");
+        }
+    }
+
+    #[test]
+    fn columns_and_rows_read_what_apply_computes() {
+        let (n, k) = (37, 9);
+        let w = values(n * k, 21);
+        let b = values(n, 22);
+        let x = values(k, 23);
+        for lin in [
+            PackedLinear::new(&w, Some(&b), n, k),
+            PackedLinear::from_le_bytes(
+                &w.iter()
+                    .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+                    .collect::<Vec<u8>>(),
+                WeightType::F16,
+                Some(&b),
+                n,
+                k,
+            )
+            .unwrap(),
+        ] {
+            let mut all = vec![0f32; n];
+            lin.apply(&x, &mut all);
+            let mut part = Vec::new();
+            for (a, z) in [(0, n), (3, 4), (15, 17), (16, 32), (30, 37), (5, 5)] {
+                lin.apply_columns(&x, a..z, &mut part);
+                assert_eq!(part, all[a..z], "{a}..{z}");
+            }
+            assert_eq!(lin.column(&x, 20), all[20]);
+            let mut row = vec![0f32; k];
+            let bias = lin.row(20, &mut row);
+            assert_eq!(bias, b[20]);
+            for (r, &v) in row.iter().zip(&w[20 * k..21 * k]) {
+                assert!((r - v).abs() <= 1e-3 * (1.0 + v.abs()));
+            }
         }
     }
 

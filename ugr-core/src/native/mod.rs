@@ -27,6 +27,7 @@
 //! kernel widens a panel at a time; compute is f32 either way). Vectors (biases, LayerNorm,
 //! positions) and the token embeddings, small next to the matrices, are held as f32.
 
+mod item_index;
 pub mod kernels;
 pub mod weights;
 
@@ -37,6 +38,8 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::ops::Range;
 
+pub use self::item_index::{ITEM_INDEX_MIN_SIDS, ITEM_INDEX_PROBES};
+use self::item_index::{ItemIndex, Shortlist};
 use self::kernels::PackedLinear;
 pub use self::weights::{
     WEIGHTS_BLOB, WEIGHTS_FORMAT, WeightFile, WeightFileRef, WeightTensor, WeightTensorRef, WeightType,
@@ -149,9 +152,11 @@ impl Rows {
     }
 }
 
-/// The item head's output: `user . table^T (+ bias)`.
+/// The item head's output: `user . table^T (+ bias)`, over the whole table or through the
+/// index on large catalogs ([`item_index`]).
 struct ItemHead {
     table: PackedLinear,
+    index: Option<ItemIndex>,
 }
 
 /// Scratch reused across calls (grown, never shrunk).
@@ -181,6 +186,11 @@ pub struct NativeCache {
     v_next: Vec<f32>,
     logits: Vec<f32>,
     items: Option<Vec<f32>>,
+    /// The user states of the last prefill (the item head's input), one `d`-wide row each.
+    users: Vec<f32>,
+    /// The item head's candidates when the model has an item index (`short_valid`).
+    short: Shortlist,
+    short_valid: bool,
     s: Scratch,
 }
 
@@ -225,6 +235,8 @@ impl core::fmt::Debug for NativeModel {
 /// Reads tensors by name with their expected shapes.
 struct Loader<'a> {
     file: &'a WeightFileRef<'a>,
+    /// Told each tensor's bytes once they have been copied (see [`NativeModel::new_releasing`]).
+    release: &'a dyn Fn(&[u8]),
 }
 
 impl Loader<'_> {
@@ -250,10 +262,11 @@ impl Loader<'_> {
 
     /// A tensor widened to f32 (the small ones).
     fn get(&self, name: &str, dims: &[usize]) -> Result<Vec<f32>, NativeError> {
-        let values = self
-            .tensor(name, dims)?
+        let t = self.tensor(name, dims)?;
+        let values = t
             .to_f32()
             .ok_or(NativeError::Weights("a tensor's data does not match its shape"))?;
+        (self.release)(t.data);
         if values.iter().any(|v| !v.is_finite()) {
             return Err(NativeError::NotFinite(name.into()));
         }
@@ -270,8 +283,10 @@ impl Loader<'_> {
     ) -> Result<PackedLinear, NativeError> {
         let t = self.tensor(name, &[n, k])?;
         let b = bias.map(|b| self.get(b, &[n])).transpose()?;
-        PackedLinear::from_le_bytes(t.data, t.dtype, b.as_deref(), n, k)
-            .ok_or_else(|| NativeError::NotFinite(name.into()))
+        let packed = PackedLinear::from_le_bytes(t.data, t.dtype, b.as_deref(), n, k)
+            .ok_or_else(|| NativeError::NotFinite(name.into()))?;
+        (self.release)(t.data);
+        Ok(packed)
     }
 
     /// An `[n, d]` embedding table in its stored type.
@@ -288,6 +303,7 @@ impl Loader<'_> {
                 if v.iter().any(|h| !h.is_finite()) {
                     return Err(NativeError::NotFinite(name.into()));
                 }
+                (self.release)(t.data);
                 Rows::F16(v)
             }
         };
@@ -336,6 +352,17 @@ impl NativeModel {
     /// Loads the weight section of `section` for `catalog`; checks the contract against the
     /// catalog and every tensor against the contract.
     pub fn new(section: &ModelSectionRef<'_>, catalog: Arc<Catalog>) -> Result<NativeModel, NativeError> {
+        NativeModel::new_releasing(section, catalog, &|_| {})
+    }
+
+    /// As [`new`](Self::new); `release` is told each tensor's bytes once they have been
+    /// copied into the model, so that a memory-mapped caller can let those pages go while
+    /// the next tensors load (the peak then stays near what the model keeps).
+    pub fn new_releasing(
+        section: &ModelSectionRef<'_>,
+        catalog: Arc<Catalog>,
+        release: &dyn Fn(&[u8]),
+    ) -> Result<NativeModel, NativeError> {
         let contract: ModelContract = serde_json::from_str(section.config_json)
             .map_err(|_| NativeError::Contract("config is not a model contract"))?;
         check_contract(&contract, &catalog)?;
@@ -345,7 +372,7 @@ impl NativeModel {
         if file.format != WEIGHTS_FORMAT {
             return Err(NativeError::UnknownRevision(file.format.into()));
         }
-        let w = Loader { file: &file };
+        let w = Loader { file: &file, release };
         let vocab = catalog.vocab();
         let d = contract.d_model as usize;
         let heads = contract.heads as usize;
@@ -389,7 +416,9 @@ impl NativeModel {
                 PackedLinear::from_le_bytes(&e.data[skip..], e.dtype, None, s, d)
                     .ok_or_else(|| NativeError::NotFinite("sid_emb.weight".into()))?
             };
-            Some(ItemHead { table })
+            let index =
+                (s >= ITEM_INDEX_MIN_SIDS).then(|| ItemIndex::build(&table, &catalog, ITEM_INDEX_PROBES));
+            Some(ItemHead { table, index })
         } else {
             None
         };
@@ -410,6 +439,21 @@ impl NativeModel {
             level_logits,
             item,
         })
+    }
+
+    /// Scores the item head through an index ([`item_index`]) with `probes` expansions,
+    /// whatever the catalog's size (engines build it from
+    /// [`ITEM_INDEX_MIN_SIDS`] SIDs on): for tests and measurements of the index.
+    pub fn with_item_index(mut self, probes: usize) -> NativeModel {
+        if let Some(head) = &mut self.item {
+            head.index = Some(ItemIndex::build(&head.table, &self.catalog, probes));
+        }
+        self
+    }
+
+    /// Coarse nodes of the item index, when the model has one.
+    pub fn item_index_nodes(&self) -> Option<usize> {
+        self.item.as_ref()?.index.as_ref().map(ItemIndex::nodes)
     }
 
     /// The model's contract.
@@ -662,13 +706,25 @@ impl SidModel for NativeModel {
             self.enc_ln
                 .apply(&s.x[at..at + d], &mut s.last[i * d..(i + 1) * d]);
         }
+        cache.short_valid = false;
+        cache.users.clear();
         cache.items = match &self.item {
             Some(head) => {
-                let mut items = cache.items.take().unwrap_or_default();
-                items.clear();
-                items.resize(r * head.table.n(), 0.0);
-                head.table.apply(&s.last[..r * d], &mut items);
-                Some(items)
+                cache.users.extend_from_slice(&s.last[..r * d]);
+                match &head.index {
+                    Some(index) => {
+                        index.shortlist(&head.table, &cache.users, &mut cache.short);
+                        cache.short_valid = true;
+                        None
+                    }
+                    None => {
+                        let mut items = cache.items.take().unwrap_or_default();
+                        items.clear();
+                        items.resize(r * head.table.n(), 0.0);
+                        head.table.apply(&s.last[..r * d], &mut items);
+                        Some(items)
+                    }
+                }
             }
             None => None,
         };
@@ -818,6 +874,21 @@ impl SidModel for NativeModel {
 
     fn item_logits<'a>(&'a self, cache: &'a NativeCache) -> Option<&'a [f32]> {
         cache.items.as_deref()
+    }
+
+    fn item_shortlist<'a>(&'a self, cache: &'a NativeCache) -> Option<crate::ItemShortlist<'a>> {
+        cache.short_valid.then(|| crate::ItemShortlist {
+            sids: &cache.short.sids,
+            logits: &cache.short.logits,
+            bounds: &cache.short.bounds,
+            log_norm: &cache.short.log_norm,
+        })
+    }
+
+    fn item_logit(&self, cache: &NativeCache, r: usize, sid: u32) -> Option<f32> {
+        let head = self.item.as_ref()?;
+        let user = cache.users.get(r * self.d..(r + 1) * self.d)?;
+        ((sid as usize) < head.table.n()).then(|| head.table.column(user, sid as usize))
     }
 
     fn item_weight(&self) -> Option<f32> {

@@ -479,7 +479,13 @@ impl<'c> BeamSearch<'c> {
             let first_next = self.next.len();
             self.emit(level, last, keep);
             if last && let Some(w) = self.fusion {
-                self.fuse_finals(model.item_logits(cache).unwrap_or(&[]), r, first_next, w)?;
+                let s = self.catalog.sid_count();
+                let dense = model.item_logits(cache);
+                let z = |sid: u32| match dense {
+                    Some(items) => items.get(r * s + sid as usize).copied(),
+                    None => model.item_logit(cache, r, sid),
+                };
+                self.fuse_finals(&z, r, first_next, w)?;
             }
             self.next_bounds.push(self.next.len());
             let stats = &mut result.stats;
@@ -670,18 +676,16 @@ impl<'c> BeamSearch<'c> {
 
     /// Request `r`'s final beams (`self.next[first..]`) get the item head's log-probability
     /// of their SID and are ordered by the fused score (ties by SID order).
-    fn fuse_finals(&mut self, items: &[f32], r: usize, first: usize, w: f32) -> Result<()> {
+    /// `z(sid)` is the item head's logit of a SID for this request.
+    fn fuse_finals(&mut self, z: &dyn Fn(u32) -> Option<f32>, r: usize, first: usize, w: f32) -> Result<()> {
         let trie = self.catalog.trie();
-        let s = self.catalog.sid_count();
         let lse = self.item_lse[r];
         let finals = &mut self.next[first..];
         for b in finals.iter_mut() {
             let sid = trie
                 .leaf_index(NodeId::new(b.node))
                 .ok_or(Error::Corrupt("a final beam is not a leaf"))?;
-            b.item_lp = items
-                .get(r * s + sid as usize)
-                .map_or(f32::NEG_INFINITY, |z| z - lse);
+            b.item_lp = z(sid).map_or(f32::NEG_INFINITY, |z| z - lse);
         }
         let levels = self.catalog.vocab().levels() as f32;
         let fused = |b: &Beam| b.cum / levels + fuse(w, b.item_lp);
@@ -708,6 +712,11 @@ impl<'c> BeamSearch<'c> {
         if self.fusion.is_none() {
             return Ok(());
         }
+        if model.item_logits(cache).is_none()
+            && let Some(list) = model.item_shortlist(cache)
+        {
+            return self.shortlist_candidates(&list, opts, n);
+        }
         let Some(logits) = model.item_logits(cache) else {
             if let ItemFusion::Weight(_) = opts.item_fusion {
                 return Err(Error::InvalidOption {
@@ -718,9 +727,7 @@ impl<'c> BeamSearch<'c> {
             self.fusion = None;
             return Ok(());
         };
-        let catalog = self.catalog;
-        let trie = catalog.trie();
-        let s = catalog.sid_count();
+        let s = self.catalog.sid_count();
         if logits.len() != n * s {
             return Err(Error::ModelOutput {
                 expected: n * s,
@@ -732,19 +739,72 @@ impl<'c> BeamSearch<'c> {
             let lse = log_sum_exp(row).ok_or(Error::NonFiniteLogits { row: r })?;
             self.item_lse.push(lse);
             self.item_scope(row, r, opts.top_k.min(s));
-            let start = self.forced.len();
-            for &(_, sid) in &self.top_tmp {
-                let mut node = trie.root();
-                for &code in catalog.sid(sid).codes() {
-                    node = trie
-                        .child(node, code)
-                        .ok_or(Error::Corrupt("catalog SID not in its trie"))?;
-                    self.forced.push(node.as_u32());
+            self.force_top()?;
+        }
+        Ok(())
+    }
+
+    /// Request-by-request forced paths from a model's shortlist (the item head scored on
+    /// part of the catalog): its K best candidates a request may receive, and its
+    /// log-normaliser estimate in place of the log-sum-exp.
+    fn shortlist_candidates(
+        &mut self,
+        list: &crate::ItemShortlist<'_>,
+        opts: &SearchOptions,
+        n: usize,
+    ) -> Result<()> {
+        if list.bounds.len() != n + 1 || list.log_norm.len() != n || list.sids.len() != list.logits.len() {
+            return Err(Error::ModelOutput {
+                expected: n + 1,
+                got: list.bounds.len(),
+            });
+        }
+        let catalog = self.catalog;
+        let s = catalog.sid_count() as u32;
+        let by_score = |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+        for r in 0..n {
+            let range = list.bounds[r]..list.bounds[r + 1];
+            let (Some(sids), Some(logits)) = (list.sids.get(range.clone()), list.logits.get(range)) else {
+                return Err(Error::Corrupt("item shortlist bounds"));
+            };
+            if sids.iter().any(|&sid| sid >= s) || !list.log_norm[r].is_finite() {
+                return Err(Error::NonFiniteLogits { row: r });
+            }
+            self.item_lse.push(list.log_norm[r]);
+            let ruled = self.live.is_some() || self.rules.has_rules(r);
+            self.top_tmp.clear();
+            for (&sid, &z) in sids.iter().zip(logits) {
+                if !ruled || self.rules.sid_count(catalog, self.live, r, sid) > 0 {
+                    self.top_tmp.push((z, sid));
                 }
             }
-            sort_dedup_tail(&mut self.forced, start);
-            self.forced_bounds.push(self.forced.len());
+            let want = opts.top_k;
+            if self.top_tmp.len() > want {
+                self.top_tmp.select_nth_unstable_by(want - 1, by_score);
+                self.top_tmp.truncate(want);
+            }
+            self.top_tmp.sort_unstable_by(by_score);
+            self.force_top()?;
         }
+        Ok(())
+    }
+
+    /// Appends the trie paths of `self.top_tmp`'s SIDs as the next request's forced nodes.
+    fn force_top(&mut self) -> Result<()> {
+        let catalog = self.catalog;
+        let trie = catalog.trie();
+        let start = self.forced.len();
+        for &(_, sid) in &self.top_tmp {
+            let mut node = trie.root();
+            for &code in catalog.sid(sid).codes() {
+                node = trie
+                    .child(node, code)
+                    .ok_or(Error::Corrupt("catalog SID not in its trie"))?;
+                self.forced.push(node.as_u32());
+            }
+        }
+        sort_dedup_tail(&mut self.forced, start);
+        self.forced_bounds.push(self.forced.len());
         Ok(())
     }
 
