@@ -188,6 +188,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg_attr(miri, ignore = "Miri cannot map files")]
     fn a_mapped_file_reads_its_bytes_and_survives_releases() {
         let dir = std::env::temp_dir().join(format!("ugr-mapped-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
