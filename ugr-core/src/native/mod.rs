@@ -441,7 +441,7 @@ impl NativeModel {
         })
     }
 
-    /// Scores the item head through an index ([`item_index`]) with `probes` expansions,
+    /// Scores the item head through an index (see `native/item_index.rs`) with `probes` expansions,
     /// whatever the catalog's size (engines build it from
     /// [`ITEM_INDEX_MIN_SIDS`] SIDs on): for tests and measurements of the index.
     pub fn with_item_index(mut self, probes: usize) -> NativeModel {

@@ -4,7 +4,7 @@
 //!
 //! The complete contract (with the search a runtime must reproduce: normalisation, item
 //! fusion and its forced prefixes, tie-breaks, the order of items within a SID) is
-//! `docs/serving.md`; this table is the graphs' part of it. An artifact's [`ModelSection`] holds a JSON [`ModelContract`] and these ONNX graphs
+//! `docs/serving.md`; this table is the graphs' part of it. An artifact's [`ModelSection`](crate::ModelSection) holds a JSON [`ModelContract`] and these ONNX graphs
 //! (IR 8, opset 17, standard operators, weights as initializers, float32 compute). `R` is
 //! the symbolic number of rows, `T` the symbolic encoder length, `L` the SID levels, `H`
 //! the heads, `dh = d_model / H`. Token ids follow [`crate::vocab`].
