@@ -66,7 +66,13 @@ enum Panels {
 }
 
 /// `[n, k]` row-major values re-laid into panels of `NR` columns, `k`-major, zero-padded.
-fn pack<T: Copy + Default>(n: usize, k: usize, value: impl Fn(usize) -> T) -> Vec<T> {
+/// `rows_done(j)` is called with `j` rows packed, every [`PACK_BLOCK_ROWS`] rows and at the end.
+fn pack<T: Copy + Default>(
+    n: usize,
+    k: usize,
+    mut value: impl FnMut(usize) -> T,
+    mut rows_done: impl FnMut(usize),
+) -> Vec<T> {
     let np = n.div_ceil(NR);
     let mut panels = vec![T::default(); np * k * NR];
     for j in 0..n {
@@ -75,9 +81,15 @@ fn pack<T: Copy + Default>(n: usize, k: usize, value: impl Fn(usize) -> T) -> Ve
         for kk in 0..k {
             panel[kk * NR + c] = value(j * k + kk);
         }
+        if (j + 1) % PACK_BLOCK_ROWS == 0 || j + 1 == n {
+            rows_done(j + 1);
+        }
     }
     panels
 }
+
+/// Rows packed between two calls of [`PackedLinear::from_le_bytes_releasing`]'s hint.
+const PACK_BLOCK_ROWS: usize = 8192;
 
 impl PackedLinear {
     /// Packs `w` (`[n, k]` row-major) and `bias` (`[n]`, or none).
@@ -86,7 +98,7 @@ impl PackedLinear {
     /// When the lengths do not match `n` and `k` (callers check shapes first).
     pub fn new(w: &[f32], bias: Option<&[f32]>, n: usize, k: usize) -> PackedLinear {
         assert_eq!(w.len(), n * k, "weight length");
-        PackedLinear::with_panels(Panels::F32(pack(n, k, |i| w[i])), bias, n, k)
+        PackedLinear::with_panels(Panels::F32(pack(n, k, |i| w[i], |_| {})), bias, n, k)
     }
 
     /// Packs `[n, k]` row-major little-endian values of `dtype` straight from their bytes
@@ -101,27 +113,55 @@ impl PackedLinear {
         n: usize,
         k: usize,
     ) -> Option<PackedLinear> {
-        let panels = match dtype {
-            WeightType::F32 => {
-                assert_eq!(data.len(), n * k * 4, "weight length");
-                let at = |i: usize| {
-                    f32::from_le_bytes([data[4 * i], data[4 * i + 1], data[4 * i + 2], data[4 * i + 3]])
-                };
-                if !(0..n * k).all(|i| at(i).is_finite()) {
-                    return None;
-                }
-                Panels::F32(pack(n, k, at))
-            }
-            WeightType::F16 => {
-                assert_eq!(data.len(), n * k * 2, "weight length");
-                let at = |i: usize| half::f16::from_le_bytes([data[2 * i], data[2 * i + 1]]);
-                if !(0..n * k).all(|i| at(i).is_finite()) {
-                    return None;
-                }
-                Panels::F16(pack(n, k, at))
-            }
+        PackedLinear::from_le_bytes_releasing(data, dtype, bias, n, k, &|_| {})
+    }
+
+    /// As [`from_le_bytes`](Self::from_le_bytes), reading `data` once, in order; `release`
+    /// is told each part of `data` already packed (blocks of rows), so that a memory-mapped
+    /// caller can let those pages go while the rest of a large table packs.
+    pub fn from_le_bytes_releasing(
+        data: &[u8],
+        dtype: WeightType,
+        bias: Option<&[f32]>,
+        n: usize,
+        k: usize,
+        release: &dyn Fn(&[u8]),
+    ) -> Option<PackedLinear> {
+        let width = match dtype {
+            WeightType::F32 => 4,
+            WeightType::F16 => 2,
         };
-        Some(PackedLinear::with_panels(panels, bias, n, k))
+        assert_eq!(data.len(), n * k * width, "weight length");
+        let mut finite = true;
+        let mut released = 0;
+        let rows_done = |rows: usize| {
+            release(&data[released..rows * k * width]);
+            released = rows * k * width;
+        };
+        let panels = match dtype {
+            WeightType::F32 => Panels::F32(pack(
+                n,
+                k,
+                |i| {
+                    let b = &data[4 * i..4 * i + 4];
+                    let v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                    finite &= v.is_finite();
+                    v
+                },
+                rows_done,
+            )),
+            WeightType::F16 => Panels::F16(pack(
+                n,
+                k,
+                |i| {
+                    let v = half::f16::from_le_bytes([data[2 * i], data[2 * i + 1]]);
+                    finite &= v.is_finite();
+                    v
+                },
+                rows_done,
+            )),
+        };
+        finite.then(|| PackedLinear::with_panels(panels, bias, n, k))
     }
 
     fn with_panels(panels: Panels, bias: Option<&[f32]>, n: usize, k: usize) -> PackedLinear {
@@ -797,6 +837,26 @@ mod tests {
                 assert!((r - v).abs() <= 1e-3 * (1.0 + v.abs()));
             }
         }
+    }
+
+    #[test]
+    fn packing_releases_every_byte_once_in_order() {
+        let (n, k) = (2 * PACK_BLOCK_ROWS + 5, 3);
+        let bytes: Vec<u8> = values(n * k, 31).iter().flat_map(|v| v.to_le_bytes()).collect();
+        let seen = core::cell::RefCell::new(Vec::new());
+        let release = |part: &[u8]| {
+            seen.borrow_mut()
+                .push((part.as_ptr() as usize - bytes.as_ptr() as usize, part.len()))
+        };
+        PackedLinear::from_le_bytes_releasing(&bytes, WeightType::F32, None, n, k, &release).unwrap();
+        let seen = seen.into_inner();
+        assert_eq!(seen.len(), 3);
+        let mut at = 0;
+        for (start, len) in seen {
+            assert_eq!(start, at);
+            at += len;
+        }
+        assert_eq!(at, bytes.len());
     }
 
     #[test]

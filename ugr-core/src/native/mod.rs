@@ -283,10 +283,8 @@ impl Loader<'_> {
     ) -> Result<PackedLinear, NativeError> {
         let t = self.tensor(name, &[n, k])?;
         let b = bias.map(|b| self.get(b, &[n])).transpose()?;
-        let packed = PackedLinear::from_le_bytes(t.data, t.dtype, b.as_deref(), n, k)
-            .ok_or_else(|| NativeError::NotFinite(name.into()))?;
-        (self.release)(t.data);
-        Ok(packed)
+        PackedLinear::from_le_bytes_releasing(t.data, t.dtype, b.as_deref(), n, k, self.release)
+            .ok_or_else(|| NativeError::NotFinite(name.into()))
     }
 
     /// An `[n, d]` embedding table in its stored type.

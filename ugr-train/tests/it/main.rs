@@ -3,6 +3,7 @@
 //! (CI once ran out of disk linking eight of them). Each module is one former test file.
 
 mod baselines;
+mod bench_scale;
 mod cli;
 mod common;
 mod export_parity;
