@@ -407,10 +407,9 @@ impl Engine {
     /// renaming a new one over it, never by rewriting it in place (see `docs/serving.md`).
     #[cfg(feature = "std")]
     pub fn open_with(path: impl AsRef<std::path::Path>, choice: BackendChoice) -> Result<Engine> {
-        let file = ArtifactFile::open(path.as_ref(), Self::MAX_ARTIFACT_BYTES).map_err(Error::Io)?;
-        let release = |part: &[u8]| file.release(part);
-        let view = BundleRef::from_bytes_releasing(file.bytes(), &mut |r| release(&file.bytes()[r]))?;
-        Engine::from_view(view, choice, &release)
+        with_artifact_file(path.as_ref(), |view, release| {
+            Engine::from_view(view, choice, release)
+        })
     }
 
     /// Opens an artifact from bytes (validated: see [`Bundle::from_bytes`]) with
@@ -432,19 +431,7 @@ impl Engine {
 
     /// Opens a validated bundle with the chosen backend.
     pub fn from_bundle_with(bundle: Bundle, choice: BackendChoice) -> Result<Engine> {
-        let Bundle {
-            catalog,
-            calibration,
-            titles,
-            model,
-        } = bundle;
-        let view = BundleRef {
-            catalog,
-            calibration,
-            titles,
-            model: model.as_ref().map(ModelSection::view),
-        };
-        Engine::from_view(view, choice, &|_| {})
+        with_bundle(bundle, |view| Engine::from_view(view, choice, &|_| {}))
     }
 
     /// Builds the engine from a decoded artifact whose model section is borrowed; `release`
@@ -514,10 +501,9 @@ impl Engine {
     /// `path` (read as [`open`](Engine::open) reads one).
     #[cfg(feature = "std")]
     pub fn replace_catalog_from_path(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
-        let file = ArtifactFile::open(path.as_ref(), Self::MAX_ARTIFACT_BYTES).map_err(Error::Io)?;
-        let release = |part: &[u8]| file.release(part);
-        let view = BundleRef::from_bytes_releasing(file.bytes(), &mut |r| release(&file.bytes()[r]))?;
-        self.replace_catalog_from_view(view, &release)
+        with_artifact_file(path.as_ref(), |view, release| {
+            self.replace_catalog_from_view(view, release)
+        })
     }
 
     /// Replaces the served catalog with that of `bundle`, an artifact of the same model
@@ -525,19 +511,7 @@ impl Engine {
     /// catalog and titles, as [`replace_catalog`](Engine::replace_catalog) does. An artifact
     /// of another model (other weights, graphs or SID table) is refused.
     pub fn replace_catalog_from(&self, bundle: Bundle) -> Result<()> {
-        let Bundle {
-            catalog,
-            calibration,
-            titles,
-            model,
-        } = bundle;
-        let view = BundleRef {
-            catalog,
-            calibration,
-            titles,
-            model: model.as_ref().map(ModelSection::view),
-        };
-        self.replace_catalog_from_view(view, &|_| {})
+        with_bundle(bundle, |view| self.replace_catalog_from_view(view, &|_| {}))
     }
 
     fn replace_catalog_from_view(&self, view: BundleRef<'_>, release: &dyn Fn(&[u8])) -> Result<()> {
@@ -777,6 +751,35 @@ impl Engine {
     pub fn reset_availability(&self) {
         self.served.read().live.write().reset();
     }
+}
+
+/// Decodes the artifact file at `path` (memory-mapped on Unix, see `mapped.rs`) and hands `f`
+/// the borrowed view with the hint that lets read pages go.
+#[cfg(feature = "std")]
+fn with_artifact_file<T>(
+    path: &std::path::Path,
+    f: impl FnOnce(BundleRef<'_>, &dyn Fn(&[u8])) -> Result<T>,
+) -> Result<T> {
+    let file = ArtifactFile::open(path, Engine::MAX_ARTIFACT_BYTES).map_err(Error::Io)?;
+    let release = |part: &[u8]| file.release(part);
+    let view = BundleRef::from_bytes_releasing(file.bytes(), &mut |r| release(&file.bytes()[r]))?;
+    f(view, &release)
+}
+
+/// Hands `f` an owned bundle as a view (its model section borrowed from it).
+fn with_bundle<T>(bundle: Bundle, f: impl FnOnce(BundleRef<'_>) -> Result<T>) -> Result<T> {
+    let Bundle {
+        catalog,
+        calibration,
+        titles,
+        model,
+    } = bundle;
+    f(BundleRef {
+        catalog,
+        calibration,
+        titles,
+        model: model.as_ref().map(ModelSection::view),
+    })
 }
 
 /// CRC-32 of the model section without its SID table: equal for two artifacts of one model.

@@ -473,6 +473,40 @@ mod avx2 {
 
     use super::{MR, NR};
 
+    /// The body of both AVX2 kernels: `R` rows of `xs` (`k` floats each) against the panel
+    /// rows that `load(kk)` returns as two 8-lane registers (an expression, expanded in the
+    /// caller so that it runs under the caller's target features), accumulated from `bias`
+    /// and stored into `acc`.
+    macro_rules! fma_rows {
+        ($r:ident, $xs:ident, $k:ident, $bias:ident, $acc:ident, |$kk:ident| $load:expr) => {{
+            // SAFETY: `bias` is 16 floats: two 8-lane loads stay inside it.
+            let (b0, b1) = unsafe {
+                (
+                    _mm256_loadu_ps($bias.as_ptr()),
+                    _mm256_loadu_ps($bias.as_ptr().add(8)),
+                )
+            };
+            let mut c: [[__m256; 2]; $r] = [[b0, b1]; $r];
+            for $kk in 0..$k {
+                // SAFETY: the caller's, stated where it passes `load`.
+                let (w0, w1) = unsafe { $load };
+                for (i, ci) in c.iter_mut().enumerate() {
+                    // SAFETY: `xs` holds `R * k` floats and `i < R`, `kk < k`.
+                    let a = unsafe { _mm256_broadcast_ss(&*$xs.add(i * $k + $kk)) };
+                    ci[0] = _mm256_fmadd_ps(a, w0, ci[0]);
+                    ci[1] = _mm256_fmadd_ps(a, w1, ci[1]);
+                }
+            }
+            for (ci, out) in c.iter().zip($acc.iter_mut()) {
+                // SAFETY: each `out` row is 16 floats: two 8-lane stores stay inside it.
+                unsafe {
+                    _mm256_storeu_ps(out.as_mut_ptr(), ci[0]);
+                    _mm256_storeu_ps(out.as_mut_ptr().add(8), ci[1]);
+                }
+            }
+        }};
+    }
+
     /// As [`micro`] over an f16 panel; the caller has checked AVX2, FMA and F16C.
     pub(super) fn micro_f16(
         xs: &[f32],
@@ -501,38 +535,15 @@ mod avx2 {
         bias: &[f32; NR],
         acc: &mut [[f32; NR]; MR],
     ) {
-        // SAFETY: `bias` is 16 floats: two 8-lane loads stay inside it.
-        let (b0, b1) = unsafe {
+        // SAFETY (of the loads): `panel` holds `k * NR` halves (asserted by the caller) and
+        // `kk * NR + 16 <= k * NR`: two unaligned 8-half (16-byte) loads.
+        fma_rows!(R, xs, k, bias, acc, |kk| {
+            let p = panel.add(kk * NR);
             (
-                _mm256_loadu_ps(bias.as_ptr()),
-                _mm256_loadu_ps(bias.as_ptr().add(8)),
+                _mm256_cvtph_ps(_mm_loadu_si128(p.cast::<__m128i>())),
+                _mm256_cvtph_ps(_mm_loadu_si128(p.add(8).cast::<__m128i>())),
             )
-        };
-        let mut c: [[__m256; 2]; R] = [[b0, b1]; R];
-        for kk in 0..k {
-            // SAFETY: `panel` holds `k * NR` halves (asserted by the caller) and
-            // `kk * NR + 16 <= k * NR`: two unaligned 8-half (16-byte) loads.
-            let (w0, w1) = unsafe {
-                let p = panel.add(kk * NR);
-                (
-                    _mm256_cvtph_ps(_mm_loadu_si128(p.cast::<__m128i>())),
-                    _mm256_cvtph_ps(_mm_loadu_si128(p.add(8).cast::<__m128i>())),
-                )
-            };
-            for (i, ci) in c.iter_mut().enumerate() {
-                // SAFETY: `xs` holds `R * k` floats and `i < R`, `kk < k`.
-                let a = unsafe { _mm256_broadcast_ss(&*xs.add(i * k + kk)) };
-                ci[0] = _mm256_fmadd_ps(a, w0, ci[0]);
-                ci[1] = _mm256_fmadd_ps(a, w1, ci[1]);
-            }
-        }
-        for (ci, out) in c.iter().zip(acc.iter_mut()) {
-            // SAFETY: each `out` row is 16 floats: two 8-lane stores stay inside it.
-            unsafe {
-                _mm256_storeu_ps(out.as_mut_ptr(), ci[0]);
-                _mm256_storeu_ps(out.as_mut_ptr().add(8), ci[1]);
-            }
-        }
+        })
     }
 
     /// Same contract as `portable::micro`; the caller has checked that AVX2 and FMA exist.
@@ -561,35 +572,12 @@ mod avx2 {
         bias: &[f32; NR],
         acc: &mut [[f32; NR]; MR],
     ) {
-        // SAFETY: `bias` is 16 floats: two 8-lane loads stay inside it.
-        let (b0, b1) = unsafe {
-            (
-                _mm256_loadu_ps(bias.as_ptr()),
-                _mm256_loadu_ps(bias.as_ptr().add(8)),
-            )
-        };
-        let mut c: [[__m256; 2]; R] = [[b0, b1]; R];
-        for kk in 0..k {
-            // SAFETY: `panel` holds `k * NR` floats (asserted by the caller) and
-            // `kk * NR + 16 <= k * NR`.
-            let (w0, w1) = unsafe {
-                let p = panel.add(kk * NR);
-                (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)))
-            };
-            for (i, ci) in c.iter_mut().enumerate() {
-                // SAFETY: `xs` holds `R * k` floats and `i < R`, `kk < k`.
-                let a = unsafe { _mm256_broadcast_ss(&*xs.add(i * k + kk)) };
-                ci[0] = _mm256_fmadd_ps(a, w0, ci[0]);
-                ci[1] = _mm256_fmadd_ps(a, w1, ci[1]);
-            }
-        }
-        for (ci, out) in c.iter().zip(acc.iter_mut()) {
-            // SAFETY: each `out` row is 16 floats: two 8-lane stores stay inside it.
-            unsafe {
-                _mm256_storeu_ps(out.as_mut_ptr(), ci[0]);
-                _mm256_storeu_ps(out.as_mut_ptr().add(8), ci[1]);
-            }
-        }
+        // SAFETY (of the loads): `panel` holds `k * NR` floats (asserted by the caller) and
+        // `kk * NR + 16 <= k * NR`.
+        fma_rows!(R, xs, k, bias, acc, |kk| {
+            let p = panel.add(kk * NR);
+            (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)))
+        })
     }
 }
 

@@ -24,7 +24,7 @@
 //!
 //! Memory: loading reads the weight section in place ([`WeightFileRef`], nothing copied) and
 //! packs each matrix once, in its stored type: an f16 export keeps its matrices in f16 (the
-//! kernel widens a panel at a time; compute is f32 either way). Vectors (biases, LayerNorm,
+//! kernel widens them, in registers where the CPU has F16C; compute is f32 either way). Vectors (biases, LayerNorm,
 //! positions) and the token embeddings, small next to the matrices, are held as f32.
 
 mod item_index;
