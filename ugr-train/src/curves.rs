@@ -38,6 +38,9 @@ pub struct CurvePoint {
     pub confidence_correct: Option<f64>,
     /// Mean learned confidence of the wrong beams of groups containing the target.
     pub confidence_wrong: Option<f64>,
+    /// Validation HR@1 (what the UGR paper reports).
+    #[serde(default)]
+    pub valid_hr1: f64,
     /// Validation HR@10.
     pub valid_hr10: f64,
     /// Validation NDCG@10.

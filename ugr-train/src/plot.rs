@@ -73,13 +73,15 @@ fn legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, position: SeriesLabelPosition) 
 /// correct vs wrong beams, the distinct SIDs per rollout group and the validation top-10
 /// catalog coverage, against the optimiser step. One colour per run, labelled.
 pub fn curves_svg(path: &Path, runs: &[Curves]) -> Result<()> {
-    let root = SVGBackend::new(path, (1200, 1290)).into_drawing_area();
+    let root = SVGBackend::new(path, (1200, 1720)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
-    let panels = root.split_evenly((3, 2));
+    let panels = root.split_evenly((4, 2));
     type Getter = fn(&crate::curves::CurvePoint) -> f64;
-    let figures: [(&str, Getter, bool); 6] = [
+    // (title, value, whether the SFT start point is drawn: rollout figures have none)
+    let figures: [(&str, Getter, bool); 8] = [
+        ("validation HR@1", |p| p.valid_hr1, true),
         ("validation NDCG@10", |p| p.valid_ndcg10, true),
-        ("validation HR@10", |p| p.valid_hr10, true),
+        ("mean reward per rollout", |p| p.reward, false),
         (
             "rollout groups containing the target",
             |p| p.group_hit_rate,
@@ -92,6 +94,7 @@ pub fn curves_svg(path: &Path, runs: &[Curves]) -> Result<()> {
         ),
         ("distinct SIDs per rollout group", |p| p.unique_per_group, false),
         ("validation top-10 catalog coverage", |p| p.valid_coverage10, true),
+        ("validation HR@10", |p| p.valid_hr10, true),
     ];
     let max_step = runs
         .iter()

@@ -83,6 +83,7 @@ use ugr_core::{BeamSearch, Catalog, ItemFusion, SearchOptions, Sid};
 use super::grpo::{self, ConfidenceWeights, Reward};
 use super::optim::{AdamW, AdamWParams};
 use super::{named_vars, sample_rows};
+use crate::args::SftArgs;
 pub use crate::args::{PolicyKind, RewardKind, RlArgs, RolloutKind};
 use crate::curves::{CurvePoint, Curves};
 use crate::data::{self, Dataset, Example};
@@ -119,19 +120,15 @@ fn reward_fn(args: &RlArgs) -> Reward {
     }
 }
 
-/// The training prompts: every next-item target of the training sequences.
-pub fn prompts(ds: &Dataset, max_history: usize) -> Vec<Example> {
-    let mut out = Vec::new();
-    for s in &ds.train {
-        for t in s.first_target.max(1)..s.items.len() {
-            out.push(Example {
-                user: s.user,
-                history: s.items[t.saturating_sub(max_history)..t].to_vec(),
-                target: s.items[t],
-            });
-        }
+/// The RL stage's prompts for a run trained by `sft`: the targets the SFT run held out
+/// (`--rl-holdout N`), which the model has not memorised, else every SFT training target.
+/// `ugr eval --prompts` scores a run on the same rows.
+pub fn rl_prompts(ds: &Dataset, sft: &SftArgs, max_history: usize) -> Vec<Example> {
+    if sft.rl_holdout > 0 {
+        super::rl_holdout(&ds.train, sft.rl_holdout, max_history).1
+    } else {
+        ds.examples(data::Split::Train, max_history)
     }
-    out
 }
 
 /// Sets the confidence tokens so that every confidence starts at 0.5 (see the module docs).
@@ -223,12 +220,7 @@ pub fn train_rl(args: &RlArgs, out: &Path) -> Result<RlSummary> {
     if args.confidence {
         confidence_lr_scales(&mut opt, &cfg, args.confidence_lr_scale, &device)?;
     }
-    // Prompts the model has not memorised when the SFT run held them out, else its targets.
-    let all_prompts = if sft.sft.rl_holdout > 0 {
-        super::rl_holdout(&ds.train, sft.sft.rl_holdout, cfg.max_history).1
-    } else {
-        prompts(&ds, cfg.max_history)
-    };
+    let all_prompts = rl_prompts(&ds, &sft.sft, cfg.max_history);
     ensure!(!all_prompts.is_empty(), "no RL prompts in {}", ds.name);
     let search_opts = SearchOptions {
         beam: args.group,
@@ -383,6 +375,7 @@ impl<'a> Checks<'a> {
         let start = checks.validate()?;
         let (hr0, ndcg0) = (start.item.hr_at(10), start.item.ndcg_at(10));
         checks.record(CurvePoint {
+            valid_hr1: start.item.hr_at(1),
             valid_hr10: hr0,
             valid_ndcg10: ndcg0,
             valid_coverage10: start.exposure10.coverage,
@@ -424,7 +417,8 @@ impl<'a> Checks<'a> {
         let (hr, ndcg) = (point.valid_hr10, point.valid_ndcg10);
         let better = ndcg > self.best.0;
         let line = format!(
-            "step {step:>5}  valid HR@10 {hr:.4} NDCG@10 {ndcg:.4}{} coverage {:.3}  group hit {:.3} unique {:.2} top-1 {:.3} reward {:+.4} pg {:+.4} conf {:.4} c(gt) {:.3} c(wrong) {:.3}",
+            "step {step:>5}  valid HR@1 {:.4} HR@10 {hr:.4} NDCG@10 {ndcg:.4}{} coverage {:.3}  group hit {:.3} unique {:.2} top-1 {:.3} reward {:+.4} pg {:+.4} conf {:.4} c(gt) {:.3} c(wrong) {:.3}",
+            point.valid_hr1,
             if better { " *" } else { "" },
             point.valid_coverage10,
             point.group_hit_rate,
@@ -559,6 +553,7 @@ impl Accum {
             unique_per_group: per(self.unique as f64, self.groups),
             confidence_correct: some(self.c_correct.0, self.c_correct.1),
             confidence_wrong: some(self.c_wrong.0, self.c_wrong.1),
+            valid_hr1: valid.item.hr_at(1),
             valid_hr10: valid.item.hr_at(10),
             valid_ndcg10: valid.item.ndcg_at(10),
             valid_coverage10: valid.exposure10.coverage,
