@@ -27,3 +27,5 @@ pub const CURVES_SVG: &str = "curves.svg";
 pub const SUMMARY_JSON: &str = "summary.json";
 /// `ugr eval`'s metrics.
 pub const METRICS_JSON: &str = "metrics.json";
+/// `ugr eval --prompts`'s metrics (the run's RL prompts).
+pub const METRICS_PROMPTS_JSON: &str = "metrics-prompts.json";

@@ -20,6 +20,12 @@ pub(crate) struct EvalArgs {
     pub(crate) run: PathBuf,
     #[arg(long, value_enum, default_value_t = Split::Test)]
     pub(crate) split: Split,
+    /// Evaluate on the run's RL prompts instead of a split: the training targets its SFT run
+    /// held out (`ugr train sft --rl-holdout N`), else every training target (use `--rows`).
+    /// Writes `metrics-prompts.json` and `ranks-prompts.json` (a split's go to
+    /// `metrics.json` and `ranks-<split>.json`).
+    #[arg(long, conflicts_with = "split")]
+    pub(crate) prompts: bool,
     #[arg(long, default_value_t = 20)]
     pub(crate) beam: usize,
     /// Requests per search call.
@@ -52,6 +58,14 @@ pub(crate) struct EvalArgs {
     pub(crate) item_weight: Option<f32>,
 }
 
+/// The name of the rows evaluated: the split's, or `prompts` (`--prompts`).
+fn rows_name(a: &EvalArgs) -> &'static str {
+    if a.prompts { PROMPTS } else { split_name(a.split) }
+}
+
+/// The rows' name under `--prompts`.
+const PROMPTS: &str = "prompts";
+
 pub(crate) fn split_name(split: Split) -> &'static str {
     match split {
         Split::Train => "train",
@@ -67,7 +81,11 @@ pub(crate) fn run(a: &EvalArgs) -> Result<()> {
     let ds = data::load(&data_path, &run.info.sft.load)
         .with_context(|| format!("loading {}", data_path.display()))?;
     eprint!("{}", ds.summary());
-    let mut rows = ds.examples(a.split, run.info.model.max_history);
+    let mut rows = if a.prompts {
+        ugr_train::train::rl::rl_prompts(&ds, &run.info.sft, run.info.model.max_history)
+    } else {
+        ds.examples(a.split, run.info.model.max_history)
+    };
     if let Some(n) = a.rows {
         rows.truncate(n);
     }
@@ -88,7 +106,7 @@ pub(crate) fn run(a: &EvalArgs) -> Result<()> {
     write_reliability(a, &ds.name, &searched.confidence)?;
     let metrics = serde_json::json!({
         "dataset": ds.name,
-        "split": a.split,
+        "split": rows_name(a),
         "beam": a.beam,
         "exclude_history": a.exclude_history,
         "rows": searched.result.rows,
@@ -102,13 +120,18 @@ pub(crate) fn run(a: &EvalArgs) -> Result<()> {
         "item_weight": searched.item_weight.filter(|_| searched.generative.is_some()),
         "model_generative_item": searched.generative.as_ref().map(|g| &g.0.item),
         "confidence_generative": searched.generative.as_ref().map(|g| &g.1),
+        "confidence_generative_not_reported": searched.generative.as_ref().and_then(|g| g.2.as_ref()),
         "baseline_last_item_transitions": trans,
         "baseline_popularity": pop,
         "confidence": searched.confidence,
         "confidence_not_reported": searched.other_confidence,
         "engine": engine,
     });
-    let path = a.run.join(ugr_train::files::METRICS_JSON);
+    let path = a.run.join(if a.prompts {
+        ugr_train::files::METRICS_PROMPTS_JSON
+    } else {
+        ugr_train::files::METRICS_JSON
+    });
     std::fs::write(&path, serde_json::to_string_pretty(&metrics)?)?;
     eprintln!("wrote {}", path.display());
     Ok(())
@@ -124,8 +147,9 @@ struct Searched {
     confidence: ConfidenceReport,
     /// The other signal, where the model has both (for comparison).
     other_confidence: Option<ConfidenceReport>,
-    /// The generative-only search on the same rows and its confidence, when the served one fuses.
-    generative: Option<(eval::EvalResult, ConfidenceReport)>,
+    /// The generative-only search on the same rows, its confidence and the other signal's,
+    /// when the served one fuses.
+    generative: Option<(eval::EvalResult, ConfidenceReport, Option<ConfidenceReport>)>,
     /// Every row's list (kept only to compare with `--engine`).
     lists: Vec<eval::Ranked>,
 }
@@ -181,6 +205,10 @@ fn search(a: &EvalArgs, run: &LoadedRun, ds: &data::Dataset, rows: &[data::Examp
             ..opts
         };
         let mut collector = ConfidenceCollector::new(source, calibration, opts.beta);
+        let mut other = run.info.model.confidence.then(|| {
+            let map = choice.as_ref().and_then(|c| c.map(source.other()).cloned());
+            ConfidenceCollector::new(source.other(), map, opts.beta)
+        });
         let result = eval::search_rows(
             &decoder,
             &ds.catalog,
@@ -189,9 +217,18 @@ fn search(a: &EvalArgs, run: &LoadedRun, ds: &data::Dataset, rows: &[data::Examp
             &opts,
             a.batch,
             |_| {},
-            |e, r| collector.add(e, r),
+            |e, r| {
+                collector.add(e, r);
+                if let Some(o) = other.as_mut() {
+                    o.add(e, r);
+                }
+            },
         )?;
-        Some((result, collector.report()))
+        Some((
+            result,
+            collector.report(),
+            other.as_ref().map(ConfidenceCollector::report),
+        ))
     } else {
         None
     };
@@ -228,7 +265,7 @@ fn print_ranking(
         }
     );
     println!("{}", MetricTable::header());
-    if let (Some((g, _)), Some(w)) = (&s.generative, s.item_weight) {
+    if let (Some((g, _, _)), Some(w)) = (&s.generative, s.item_weight) {
         println!(
             "{}",
             s.result.item.row(&format!("model, fused w={w} (hit = item)"))
@@ -251,7 +288,7 @@ fn print_ranking(
         )
     };
     println!("top-10 exposure: {}", exposure(&s.result.exposure10));
-    if let Some((g, _)) = &s.generative {
+    if let Some((g, _, _)) = &s.generative {
         println!("top-10 exposure, generative only: {}", exposure(&g.exposure10));
     }
     println!(
@@ -264,11 +301,11 @@ fn print_ranking(
 fn write_ranks(a: &EvalArgs, dataset: &str, s: &Searched) -> Result<()> {
     let ranks = RowRanks {
         dataset: dataset.to_owned(),
-        split: split_name(a.split).to_owned(),
+        split: rows_name(a).to_owned(),
         served: s.result.item_ranks.clone(),
         generative: s.generative.as_ref().map(|g| g.0.item_ranks.clone()),
     };
-    let path = a.run.join(RowRanks::file_name(split_name(a.split)));
+    let path = a.run.join(RowRanks::file_name(rows_name(a)));
     ugr_train::run::write_json(&path, &ranks)?;
     eprintln!("wrote {}", path.display());
     Ok(())
@@ -280,13 +317,21 @@ fn print_confidence(s: &Searched) {
     for line in s.confidence.lines() {
         println!("{line}");
     }
-    if let Some((_, g)) = &s.generative {
+    if let Some((_, g, other)) = &s.generative {
         println!(
             "  (generative-only search: AUROC hit@1 {}, hit@10 {}; ECE top-1 {:.4} raw)",
             f(g.auroc_hit1),
             f(g.auroc_hit10),
             g.top1_vs_hit1_raw.ece
         );
+        if let Some(o) = other {
+            println!(
+                "  (generative-only search, {}: AUROC hit@1 {}, hit@10 {})",
+                o.source,
+                f(o.auroc_hit1),
+                f(o.auroc_hit10)
+            );
+        }
     }
     if let Some(o) = &s.other_confidence {
         println!(
@@ -305,7 +350,7 @@ fn print_confidence(s: &Searched) {
 
 /// The reliability diagram of the reported confidence, raw and calibrated, as SVG in the run.
 fn write_reliability(a: &EvalArgs, name: &str, confidence: &ConfidenceReport) -> Result<()> {
-    let diagram = a.run.join(format!("reliability-{}.svg", split_name(a.split)));
+    let diagram = a.run.join(format!("reliability-{}.svg", rows_name(a)));
     let mut curves = vec![("top-1 vs hit@1, raw", &confidence.top1_vs_hit1_raw)];
     if confidence.calibrated {
         curves.push(("top-1 vs hit@1, calibrated", &confidence.top1_vs_hit1));
@@ -319,7 +364,7 @@ fn write_reliability(a: &EvalArgs, name: &str, confidence: &ConfidenceReport) ->
         &format!(
             "{} {}: reliability ({} bins)",
             name,
-            split_name(a.split),
+            rows_name(a),
             eval::confidence::ECE_BINS
         ),
         &curves,
