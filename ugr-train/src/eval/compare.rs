@@ -8,6 +8,12 @@
 //! interval is the 2.5th and 97.5th percentiles of the resampled means. A paired interval is
 //! much narrower than two separate standard errors: both models see the same hard and easy
 //! rows.
+//!
+//! Either side may be a group of runs, typically the seeds of one configuration
+//! ([`paired_groups`]): a row's metric is then the mean over the group's runs, and the rows
+//! are resampled as before. The interval carries the rows' variation given those seeds; it
+//! does not resample the seeds themselves, so with three seeds it says "these seeds on
+//! average", not "any seed".
 
 use std::path::Path;
 
@@ -95,23 +101,43 @@ pub fn paired(
     resamples: usize,
     seed: u64,
 ) -> Result<Vec<Difference>> {
+    paired_groups(&[base], &[other], resamples, seed)
+}
+
+/// [`paired`] for groups of runs on the same rows: a row's metric is its mean over the
+/// group's runs. Fails when a group is empty or any two evaluations differ in rows.
+pub fn paired_groups(
+    base: &[&[Option<u32>]],
+    other: &[&[Option<u32>]],
+    resamples: usize,
+    seed: u64,
+) -> Result<Vec<Difference>> {
     ensure!(
-        base.len() == other.len() && !base.is_empty(),
-        "the two evaluations have {} and {} rows: compare evaluations of the same rows",
-        base.len(),
-        other.len()
+        !base.is_empty() && !other.is_empty(),
+        "a comparison needs a run on each side"
     );
-    let n = base.len();
+    let n = base[0].len();
+    for ranks in base.iter().chain(other) {
+        ensure!(
+            ranks.len() == n && n > 0,
+            "the evaluations have {} and {} rows: compare evaluations of the same rows",
+            n,
+            ranks.len()
+        );
+    }
     let metrics: Vec<(&'static str, usize, bool)> = [("HR", false), ("NDCG", true)]
         .iter()
         .flat_map(|&(name, ndcg)| KS.iter().map(move |&k| (name, k, ndcg)))
         .collect();
+    // A group's metric on row i: the mean over its runs.
+    let row = |group: &[&[Option<u32>]], i: usize, k: usize, ndcg: bool| -> f64 {
+        group.iter().map(|r| gain(r[i], k, ndcg)).sum::<f64>() / group.len() as f64
+    };
     let diffs: Vec<Vec<f64>> = metrics
         .iter()
         .map(|&(_, k, ndcg)| {
-            base.iter()
-                .zip(other)
-                .map(|(&a, &b)| gain(b, k, ndcg) - gain(a, k, ndcg))
+            (0..n)
+                .map(|i| row(other, i, k, ndcg) - row(base, i, k, ndcg))
                 .collect()
         })
         .collect();
@@ -141,7 +167,7 @@ pub fn paired(
         .zip(diffs.iter().zip(means.iter_mut()))
         .map(|(&(metric, k, ndcg), (d, m))| {
             let mean =
-                |ranks: &[Option<u32>]| ranks.iter().map(|&r| gain(r, k, ndcg)).sum::<f64>() / n as f64;
+                |group: &[&[Option<u32>]]| (0..n).map(|i| row(group, i, k, ndcg)).sum::<f64>() / n as f64;
             Difference {
                 metric,
                 k,
@@ -192,5 +218,28 @@ mod tests {
     fn different_row_counts_are_refused() {
         assert!(paired(&[Some(0)], &[Some(0), None], 10, 1).is_err());
         assert!(paired(&[], &[], 10, 1).is_err());
+        let one: &[Option<u32>] = &[Some(0)];
+        assert!(paired_groups(&[one], &[one, &[None, None]], 10, 1).is_err());
+        assert!(paired_groups(&[], &[one], 10, 1).is_err());
+    }
+
+    #[test]
+    fn a_group_scores_each_row_by_its_runs_mean() {
+        // Two seeds of the other model: one hits every row at rank 0, one never; pooled,
+        // HR@1 is 0.5 on every row, so the difference to a base that never hits is exactly
+        // 0.5 in every resample.
+        let miss: Vec<Option<u32>> = vec![None; 300];
+        let hit: Vec<Option<u32>> = vec![Some(0); 300];
+        let diffs = paired_groups(&[&miss], &[&hit, &miss], 100, 3).unwrap();
+        let hr1 = diffs.iter().find(|d| d.metric == "HR" && d.k == 1).unwrap();
+        assert_eq!(
+            (hr1.base, hr1.other, hr1.diff, hr1.low, hr1.high),
+            (0.0, 0.5, 0.5, 0.5, 0.5)
+        );
+        // A group of one is the plain comparison.
+        assert_eq!(
+            paired_groups(&[&miss], &[&hit], 50, 9).unwrap(),
+            paired(&miss, &hit, 50, 9).unwrap()
+        );
     }
 }

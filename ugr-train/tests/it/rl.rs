@@ -602,6 +602,48 @@ fn rl_holdout_splits_the_targets_and_rl_rolls_out_on_the_held_out_ones() {
     let text = short_rl(&sft, &out, &[]);
     let line = format!("prompts/epoch of {} (targets SFT held out)", held.len());
     assert!(text.contains(&line), "expected {line:?} in:\n{text}");
+    let curves: Curves = read_json(&out.join("curves.json")).unwrap();
+    for p in &curves.points {
+        assert!(
+            (0.0..=p.valid_hr10).contains(&p.valid_hr1),
+            "HR@1 {} HR@10 {}",
+            p.valid_hr1,
+            p.valid_hr10
+        );
+    }
+
+    // `ugr eval --prompts` scores the run on exactly those prompts, beside its test figures.
+    ugr(&["eval", "--run", out.to_str().unwrap(), "--split", "test"]);
+    ugr(&["eval", "--run", out.to_str().unwrap(), "--prompts"]);
+    let prompts: serde_json::Value = read_json(&out.join("metrics-prompts.json")).unwrap();
+    assert_eq!(prompts["split"], "prompts");
+    assert_eq!(prompts["rows"].as_u64(), Some(held.len() as u64));
+    let test: serde_json::Value = read_json(&out.join("metrics.json")).unwrap();
+    assert_eq!(test["split"], "test");
+    assert_eq!(test["rows"].as_u64(), Some(ds.test.len() as u64));
+    let ranks: serde_json::Value = read_json(&out.join("ranks-prompts.json")).unwrap();
+    assert_eq!(ranks["served"].as_array().map(Vec::len), Some(held.len()));
+
+    // `ugr compare`: a run, and a group of runs (here the same run twice: the same figures).
+    ugr(&["eval", "--run", sft.to_str().unwrap(), "--split", "test"]);
+    let (base, run) = (sft.to_str().unwrap(), out.to_str().unwrap());
+    let figures = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("HR@") || l.starts_with("NDCG@"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let one = ugr(&["compare", "--base", base, run]);
+    let two = ugr(&["compare", "--base", base, &format!("{run},{run}")]);
+    assert!(
+        !figures(&one).is_empty() && figures(&one) == figures(&two),
+        "{one}\n{two}"
+    );
+    let on_prompts = ugr(&["compare", "--split", "prompts", "--base", run, run]);
+    assert!(
+        on_prompts.contains(&format!("prompts split, {} rows", held.len())),
+        "{on_prompts}"
+    );
 }
 
 /// Sampled rollouts: G draws per prompt that may repeat a SID; the curves record the

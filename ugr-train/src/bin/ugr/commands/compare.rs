@@ -1,6 +1,6 @@
 //! `ugr compare`: runs against a base run on the same rows, with paired bootstrap intervals.
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use anyhow::{Result, ensure};
 use clap::Args;
@@ -8,12 +8,13 @@ use ugr_train::eval::compare::{self, RowRanks};
 
 #[derive(Args)]
 pub(crate) struct CompareArgs {
-    /// The run the others are compared with (e.g. the SFT run).
+    /// The run the others are compared with (e.g. the SFT run). Runs joined by commas form
+    /// a group (e.g. the seeds of one configuration): each row scores the group's mean.
     #[arg(long)]
-    pub(crate) base: PathBuf,
-    /// The runs to compare with it.
+    pub(crate) base: String,
+    /// The runs (or comma-joined groups of runs) to compare with it.
     #[arg(required = true)]
-    pub(crate) runs: Vec<PathBuf>,
+    pub(crate) runs: Vec<String>,
     /// The split `ugr eval` was run on, for every run.
     #[arg(long, default_value = "test")]
     pub(crate) split: String,
@@ -28,39 +29,38 @@ pub(crate) struct CompareArgs {
 /// Prints, for each run and for the served and the generative-only ranking, HR and NDCG at
 /// 1, 5 and 10 of the base and of the run, and their difference with its 95% interval.
 pub(crate) fn run(a: &CompareArgs) -> Result<()> {
-    let base = RowRanks::read(&a.base, &a.split)?;
+    let base = read_group(&a.base, &a.split)?;
     println!(
         "{} {} split, {} rows; paired bootstrap 95% intervals ({} resamples, seed {})",
-        base.dataset,
-        base.split,
-        base.served.len(),
+        base[0].dataset,
+        base[0].split,
+        base[0].served.len(),
         a.resamples,
         a.seed
     );
-    for path in &a.runs {
-        let other = RowRanks::read(path, &a.split)?;
+    for group in &a.runs {
+        let other = read_group(group, &a.split)?;
         ensure!(
-            other.dataset == base.dataset,
-            "{} was evaluated on {}, the base on {}",
-            path.display(),
-            other.dataset,
-            base.dataset
+            other[0].dataset == base[0].dataset,
+            "{group} was evaluated on {}, the base on {}",
+            other[0].dataset,
+            base[0].dataset
         );
         for (name, generative) in [("served", false), ("generative only", true)] {
-            if generative && (base.generative.is_none() || other.generative.is_none()) {
+            let has = |g: &[RowRanks]| g.iter().all(|r| r.generative.is_some());
+            if generative && !(has(&base) && has(&other)) {
                 continue;
             }
-            println!("\n{} against {} ({name})", path.display(), a.base.display());
+            println!("\n{group} against {} ({name})", a.base);
             println!(
                 "{:<9} {:>8} {:>8} {:>9}  95% interval",
                 "metric", "base", "run", "diff"
             );
-            for d in compare::paired(
-                base.ranking(generative),
-                other.ranking(generative),
-                a.resamples,
-                a.seed,
-            )? {
+            let (b, o): (Vec<&[Option<u32>]>, Vec<&[Option<u32>]>) = (
+                base.iter().map(|r| r.ranking(generative)).collect(),
+                other.iter().map(|r| r.ranking(generative)).collect(),
+            );
+            for d in compare::paired_groups(&b, &o, a.resamples, a.seed)? {
                 println!(
                     "{:<9} {:>8.4} {:>8.4} {:>+9.4}  [{:+.4}, {:+.4}]{}",
                     format!("{}@{}", d.metric, d.k),
@@ -76,4 +76,17 @@ pub(crate) fn run(a: &CompareArgs) -> Result<()> {
     }
     println!("\n* the interval excludes 0");
     Ok(())
+}
+
+/// The ranks of a run, or of each run of a comma-joined group (all on one dataset).
+fn read_group(runs: &str, split: &str) -> Result<Vec<RowRanks>> {
+    let group = runs
+        .split(',')
+        .map(|run| RowRanks::read(Path::new(run), split))
+        .collect::<Result<Vec<_>>>()?;
+    ensure!(
+        group.iter().all(|r| r.dataset == group[0].dataset),
+        "the runs of {runs} were evaluated on different datasets"
+    );
+    Ok(group)
 }
