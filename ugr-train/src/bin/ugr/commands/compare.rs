@@ -56,11 +56,12 @@ pub(crate) fn run(a: &CompareArgs) -> Result<()> {
                 "{:<9} {:>8} {:>8} {:>9}  95% interval",
                 "metric", "base", "run", "diff"
             );
-            let (b, o): (Vec<&[Option<u32>]>, Vec<&[Option<u32>]>) = (
-                base.iter().map(|r| r.ranking(generative)).collect(),
-                other.iter().map(|r| r.ranking(generative)).collect(),
-            );
-            for d in compare::paired_groups(&b, &o, a.resamples, a.seed)? {
+            for d in compare::paired_groups(
+                &rankings(&base, generative),
+                &rankings(&other, generative),
+                a.resamples,
+                a.seed,
+            )? {
                 println!(
                     "{:<9} {:>8.4} {:>8.4} {:>+9.4}  [{:+.4}, {:+.4}]{}",
                     format!("{}@{}", d.metric, d.k),
@@ -89,4 +90,9 @@ fn read_group(runs: &str, split: &str) -> Result<Vec<RowRanks>> {
         "the runs of {runs} were evaluated on different datasets"
     );
     Ok(group)
+}
+
+/// Each run's ranks of the group: served, or generative-only.
+fn rankings(group: &[RowRanks], generative: bool) -> Vec<&[Option<u32>]> {
+    group.iter().map(|r| r.ranking(generative)).collect()
 }
