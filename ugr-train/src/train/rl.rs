@@ -373,16 +373,16 @@ impl<'a> Checks<'a> {
             best: (0.0, 0),
         };
         let start = checks.validate()?;
-        let (hr0, ndcg0) = (start.item.hr_at(10), start.item.ndcg_at(10));
+        let (hr1, hr0, ndcg0) = (start.item.hr_at(1), start.item.hr_at(10), start.item.ndcg_at(10));
         checks.record(CurvePoint {
-            valid_hr1: start.item.hr_at(1),
+            valid_hr1: hr1,
             valid_hr10: hr0,
             valid_ndcg10: ndcg0,
             valid_coverage10: start.exposure10.coverage,
             valid_gini10: start.exposure10.gini,
             ..CurvePoint::default()
         })?;
-        eprintln!("step     0  valid HR@10 {hr0:.4} NDCG@10 {ndcg0:.4} (SFT start)");
+        eprintln!("step     0  valid HR@1 {hr1:.4} HR@10 {hr0:.4} NDCG@10 {ndcg0:.4} (SFT start)");
         checks.start_ndcg10 = ndcg0;
         checks.best = (ndcg0, 0);
         varmap.save(out.join(files::BEST))?;
