@@ -12,7 +12,10 @@ pub struct CurvePoint {
     pub step: usize,
     /// Prompts rolled out so far.
     pub prompts: usize,
-    /// Mean reward per rollout over the steps since the last point.
+    /// Mean reward per rollout over the steps since the last point. Beam rollouts hold each
+    /// SID once, so under the rank and UGR rewards a group with the target sums to 0 (the
+    /// target's +1 against -1 spread over the wrong beams) and this stays 0; sampled
+    /// rollouts, which can repeat the target, and the binary reward move it.
     pub reward: f64,
     /// Fraction of groups containing the target.
     pub group_hit_rate: f64,
