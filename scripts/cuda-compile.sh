@@ -23,6 +23,13 @@
 # measured here on one GGUF kernel file, 68 s -> 36 s of CPU. The kernels still go through the
 # whole of nvcc (front end, NVVM, ptxas); they are never run from this build.
 #
+# Usage: bash scripts/cuda-compile.sh [COMMAND...]. With no command it runs the check above;
+# with one, it runs that command in the same environment instead. CI passes its clippy command
+# (`cargo clippy --workspace --all-targets --features ugr-train/ort,ugr-train/cuda ...`), which
+# type-checks everything the check above does, lints the CUDA paths too, and saves CI a second
+# pass over every dependency under the cuda feature set (measured on 2 cores, cold: clippy
+# 443 s + this check 322 s apart, against 627 s for the one clippy with both features).
+#
 # Environment: UGR_CUDA_ROOT (an existing toolkit to use instead of the wheels),
 # CUDA_COMPUTE_CAP (default 80).
 set -euo pipefail
@@ -42,8 +49,10 @@ fi
 root=$(cd "$root" && pwd)
 "$root/bin/nvcc" --version | tail -1
 
+cmd=("$@")
+[ ${#cmd[@]} -gt 0 ] || cmd=(cargo check --workspace --lib --features ugr-train/cuda --locked)
 CUDA_ROOT=$root PATH="$root/bin:$PATH" \
   CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-80} \
   CUDAFORGE_THREADS=$(nproc) \
   NVCC_APPEND_FLAGS="-Xcicc -O0 -Xptxas -O0" \
-  cargo check --workspace --lib --features ugr-train/cuda --locked
+  "${cmd[@]}"
